@@ -1,0 +1,1 @@
+"""Shared parts of hyperfollow: settings, logging, database, Redis keys, hashing, embedded servers, the CLI."""

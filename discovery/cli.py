@@ -1,0 +1,16 @@
+"""`hyperfollow discovery`: the trades WebSocket -> traders + activity marks."""
+
+from __future__ import annotations
+
+import typer
+
+from hyperfollow.core.cli import not_built
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("discovery")
+    def discovery() -> None:
+        """Not built yet."""
+        not_built("discovery")

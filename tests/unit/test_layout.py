@@ -1,0 +1,38 @@
+"""The package layout: hyperfollow.* maps the top-level folders; `operator` stays the standard library."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_import_operator_from_repo_root_is_the_standard_library() -> None:
+    code = "import operator, sys; print(operator.__file__); print(operator.itemgetter(1)([5, 6]))"
+    for cmd in ([sys.executable, "-c", code], [sys.executable, "-I", "-c", code]):
+        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        path, value = done.stdout.split()
+        assert not path.startswith(str(REPO)), path
+        assert value == "6"
+
+
+def test_our_operator_imports_under_the_namespace() -> None:
+    import hyperfollow.operator as ours
+
+    assert Path(ours.__file__).resolve().parent == REPO / "operator"
+
+
+def test_every_package_folder_is_listed_in_pyproject() -> None:
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapping = config["package-dir"]
+    listed = set(config["packages"])
+    found = set()
+    for name, folder in mapping.items():
+        for init in (REPO / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(REPO / folder)
+            found.add(".".join([name, *relative.parts]))
+    assert found == listed
