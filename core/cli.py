@@ -12,9 +12,10 @@ import sys
 import typer
 
 from hyperfollow.core.embedded import EmbeddedError, stop_servers
+from hyperfollow.core.errors import NotBuiltError
 from hyperfollow.core.settings import ConfigError, load_settings
 
-__all__ = ["NotBuiltError", "app", "main"]
+__all__ = ["app", "get_app", "main"]
 
 app = typer.Typer(name="hyperfollow", help="Find, track, rank and stream the best Hyperliquid traders.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -36,14 +37,6 @@ COMPONENT_CLIS = (
 
 EXIT_CONFIG = 2
 EXIT_NOT_BUILT = 3
-
-
-class NotBuiltError(Exception):
-    """The command exists in the design but is not implemented yet."""
-
-
-def not_built(command: str) -> None:
-    raise NotBuiltError(f"`hyperfollow {command}` is not built yet")
 
 
 @db_app.command("upgrade")
@@ -108,17 +101,22 @@ def embedded_status() -> None:
     typer.echo(f"redis: {'running' if rd.is_running() else 'stopped'} ({rd.directory})")
 
 
-def _register_components() -> None:
-    for module in COMPONENT_CLIS:
-        importlib.import_module(module).register(app)
+_registered = False
 
 
-_register_components()
+def get_app() -> typer.Typer:
+    """The app with every component's commands registered (done once, on first use)."""
+    global _registered
+    if not _registered:
+        for module in COMPONENT_CLIS:
+            importlib.import_module(module).register(app)
+        _registered = True
+    return app
 
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        get_app()(standalone_mode=False)
     except ConfigError as exc:
         typer.echo(f"hyperfollow: {exc}", err=True)
         sys.exit(EXIT_CONFIG)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from hyperfollow.core.cli import not_built
+from hyperfollow.core.errors import not_built
 
 __all__ = ["register"]
 
