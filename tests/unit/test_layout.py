@@ -30,8 +30,10 @@ def test_import_operator_from_repo_root_is_the_standard_library(tmp_path: Path) 
 
 def test_our_operator_imports_under_the_namespace() -> None:
     import hyperfollow.operator as ours
+    import hyperfollow.operator.cli as cli
 
-    assert Path(ours.__file__).resolve().parent == REPO / "operator"
+    assert REPO / "operator" in [Path(p).resolve() for p in ours.__path__]
+    assert Path(cli.__file__).resolve().parent == REPO / "operator"
 
 
 def test_every_package_folder_is_listed_in_pyproject() -> None:
