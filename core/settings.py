@@ -55,7 +55,8 @@ def _check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
 class Settings(BaseSettings):
     """Settings shared by every hyperfollow process."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
+                                      populate_by_name=False)
 
     # --- the seed's names -------------------------------------------------------------------------------------
     database_url: str | None = Field(None, description="PostgreSQL URL; unset = embedded server",
@@ -162,9 +163,20 @@ def _describe(error: dict[str, object]) -> str:
 
 
 def load_settings(cls: type[S] = Settings, **overrides: object) -> S:  # type: ignore[assignment]
-    """Build settings from the environment; raise :class:`ConfigError` naming every bad variable."""
+    """Build settings from the environment; raise :class:`ConfigError` naming every bad variable.
+
+    `overrides` use field names (`batch_size=3`). Fields are bound to their variable names only: matching by
+    field name as well would read `HOME` into `home`.
+    """
+    by_alias: dict[str, object] = {}
+    for name, value in overrides.items():
+        field = cls.model_fields.get(name)
+        if field is None:
+            by_alias[name] = value
+        else:
+            by_alias[field.validation_alias.choices[0] if field.validation_alias else name] = value  # type: ignore[union-attr]
     try:
-        return cls(**overrides)
+        return cls(**by_alias)
     except ValidationError as exc:
         problems = "; ".join(_describe(err) for err in exc.errors())  # type: ignore[arg-type]
         raise ConfigError(f"invalid configuration: {problems}") from None

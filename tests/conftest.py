@@ -27,7 +27,7 @@ from hyperfollow.core.db.migrate import upgrade
 from hyperfollow.core.db.models import Base
 from hyperfollow.core.embedded import ensure_servers, stop_servers
 from hyperfollow.core.keys import RedisKeys
-from hyperfollow.core.settings import Settings
+from hyperfollow.core.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_HOME = REPO / ".hyperfollow" / "test"
@@ -135,8 +135,8 @@ def service_env(database_url: str, redis_url: str, redis_namespace: str, tmp_pat
 @pytest.fixture(scope="session")
 def settings(database_url: str, redis_url: str, redis_namespace: str, tmp_path_factory: pytest.TempPathFactory
              ) -> Settings:
-    return Settings(database_url=database_url, redis_url=redis_url, redis_namespace=redis_namespace,
-                    home=tmp_path_factory.mktemp("home"), _env_file=None)  # type: ignore[call-arg]
+    return load_settings(Settings, database_url=database_url, redis_url=redis_url, redis_namespace=redis_namespace,
+                         home=tmp_path_factory.mktemp("home"))
 
 
 @pytest.fixture(scope="session")

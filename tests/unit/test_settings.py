@@ -54,6 +54,14 @@ def test_seed_names_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.weight_budget_per_minute == 600
 
 
+def test_fields_read_only_their_own_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/somewhere/else")
+    monkeypatch.setenv("API_PORT", "tcp://10.0.0.1:8000")
+    settings = load_settings()
+    assert str(settings.home) == ".hyperfollow"
+    assert settings.api_port == 8000
+
+
 def test_dotenv_file_is_read(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("BATCH_SIZE=7\nPOPULAR_COINS=SOL\n")
     settings = load_settings()
