@@ -1,0 +1,80 @@
+"""Turning a run of trades into one flush's worth of rows. Pure: no I/O, tested without servers.
+
+A flush needs, per address, the earliest and latest trade time (first_seen_at for new traders, the
+activity marks, last_seen_trading_at) and, when fills are recorded, one row per trader and trade,
+deduplicated by (coin, tid, time) so a trade re-sent after a reconnect is stored once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Protocol
+
+from hyperfollow.core.addresses import InvalidAddress, normalise_address
+
+__all__ = ["Batch", "FillRow", "TradeLike", "build_batch"]
+
+
+class TradeLike(Protocol):
+    """What discovery needs of a trade (core/hl_models.Trade provides it)."""
+
+    coin: str
+    side: str  # the taker's side: "B" buy, "A" sell
+    px: Decimal
+    sz: Decimal
+    time: int  # ms
+    tid: int
+    buyer: str
+    seller: str
+
+
+@dataclass(frozen=True)
+class FillRow:
+    address: str
+    coin: str
+    side: str  # this trader's side
+    px: Decimal
+    sz: Decimal
+    time: int
+    tid: int
+    crossed: bool  # this trader was the taker
+
+
+@dataclass
+class Batch:
+    #: address -> (earliest, latest) trade time in ms
+    activity: dict[str, tuple[int, int]] = field(default_factory=dict)
+    fills: list[FillRow] = field(default_factory=list)
+    trades: int = 0
+    invalid_addresses: int = 0
+    duplicate_trades: int = 0
+
+    def _touch(self, address: str, time: int) -> None:
+        known = self.activity.get(address)
+        self.activity[address] = (time, time) if known is None else (min(known[0], time), max(known[1], time))
+
+
+def build_batch(trades: Iterable[TradeLike], *, record_fills: bool) -> Batch:
+    """Aggregate trades; a trade with an invalid address keeps its valid side and counts the bad one."""
+    batch = Batch()
+    seen: set[tuple[str, int, int]] = set()
+    for trade in trades:
+        identity = (trade.coin, trade.tid, trade.time)
+        if identity in seen:
+            batch.duplicate_trades += 1
+            continue
+        seen.add(identity)
+        batch.trades += 1
+        for address, side in ((trade.buyer, "B"), (trade.seller, "A")):
+            try:
+                normalised = normalise_address(address)
+            except InvalidAddress:
+                batch.invalid_addresses += 1
+                continue
+            batch._touch(normalised, trade.time)
+            if record_fills:
+                batch.fills.append(FillRow(normalised, trade.coin, side, trade.px, trade.sz, trade.time, trade.tid,
+                                           crossed=side == trade.side))
+    return batch
