@@ -115,8 +115,10 @@ def get_app() -> typer.Typer:
 
 
 def main() -> None:
+    """Run the command line. Click handles usage errors, --help and exit codes (standalone mode); the errors
+    a user can fix are ours to turn into one line."""
     try:
-        get_app()(standalone_mode=False)
+        get_app()()
     except ConfigError as exc:
         typer.echo(f"hyperfollow: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
@@ -126,17 +128,3 @@ def main() -> None:
     except EmbeddedError as exc:
         typer.echo(f"hyperfollow: {exc}", err=True)
         sys.exit(1)
-    except (typer.Abort, KeyboardInterrupt):
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except SystemExit:
-        raise
-    except Exception as exc:  # a click usage error etc.
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

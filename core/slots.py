@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 
 from hyperfollow.core.addresses import normalise_address
 
@@ -17,8 +18,9 @@ __all__ = ["SLOT_COUNT", "SlotRange", "slot", "tile"]
 SLOT_COUNT = 16384
 
 
+@lru_cache(maxsize=1 << 18)
 def slot(address: str) -> int:
-    """The slot of an address (any letter case)."""
+    """The slot of an address (any letter case). Cached: discovery asks again for every trade."""
     digest = hashlib.sha256(normalise_address(address).encode("ascii")).digest()
     return int.from_bytes(digest[:8], "big") % SLOT_COUNT
 

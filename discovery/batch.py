@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
-from hyperfollow.core.addresses import InvalidAddress, normalise_address
+from hyperfollow.core.addresses import ADDRESS_PATTERN, InvalidAddress, normalise_address
 
 __all__ = ["Batch", "FillRow", "TradeLike", "build_batch"]
 
@@ -68,11 +68,14 @@ def build_batch(trades: Iterable[TradeLike], *, record_fills: bool) -> Batch:
         seen.add(identity)
         batch.trades += 1
         for address, side in ((trade.buyer, "B"), (trade.seller, "A")):
-            try:
-                normalised = normalise_address(address)
-            except InvalidAddress:
-                batch.invalid_addresses += 1
-                continue
+            if ADDRESS_PATTERN.match(address):  # already canonical: the WebSocket client normalises
+                normalised = address
+            else:
+                try:
+                    normalised = normalise_address(address)
+                except InvalidAddress:
+                    batch.invalid_addresses += 1
+                    continue
             batch._touch(normalised, trade.time)
             if record_fills:
                 batch.fills.append(FillRow(normalised, trade.coin, side, trade.px, trade.sz, trade.time, trade.tid,

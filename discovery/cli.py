@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from hyperfollow.core.errors import not_built
-
 __all__ = ["register"]
 
 
 def register(app: typer.Typer) -> None:
     @app.command("discovery")
     def discovery() -> None:
-        """Not built yet."""
-        not_built("discovery")
+        """Find traders in the exchange's trades stream (zero API weight) and mark them active."""
+        from hyperfollow.discovery.service import run
+
+        run()

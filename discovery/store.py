@@ -1,16 +1,18 @@
 """Writing a flush to PostgreSQL: new traders, their last trade time, and (optionally) their tape fills.
 
 One transaction per flush, a handful of statements whatever the batch size (`unnest` of arrays), and an
-in-process cache of known addresses so a known trader costs no insert. New traders get `first_seen_at` =
+in-process cache of known addresses so a known trader costs no insert. Arrays travel as array literals built
+with `str.join` and times as epoch milliseconds: psycopg adapts list elements one by one in Python, which
+was the largest cost of a flush. Every element is a hex address, a coin name, a number or a flag, so none
+needs quoting inside a literal. New traders get `first_seen_at` =
 their earliest trade in the batch and their slot. `last_seen_trading_at` is only rewritten when it moved by
 more than a granularity, which keeps the traders table from churning a row version per trade.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import psycopg
 
@@ -18,10 +20,6 @@ from hyperfollow.core.slots import slot
 from hyperfollow.discovery.batch import Batch
 
 __all__ = ["KnownTraders", "TraderStore", "WriteResult"]
-
-
-def _ts(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 class KnownTraders:
@@ -51,25 +49,33 @@ class WriteResult:
     fills_inserted: int = 0
 
 
-_INSERT_TRADERS = """
+_MS = "timestamptz 'epoch' + {} * interval '1 millisecond'"
+_INSERT_TRADERS = f"""
 INSERT INTO traders (address, slot, first_seen_at, last_seen_trading_at)
-SELECT * FROM unnest(%s::varchar[], %s::int2[], %s::timestamptz[], %s::timestamptz[])
-ORDER BY 1
+SELECT a, s, {_MS.format("f")}, {_MS.format("l")}
+FROM unnest(%s::varchar[], %s::int2[], %s::int8[], %s::int8[]) AS u(a, s, f, l)
+ORDER BY a
 ON CONFLICT (address) DO NOTHING
 RETURNING id, address
 """
 _SELECT_IDS = "SELECT id, address, last_seen_trading_at FROM traders WHERE address = ANY(%s::varchar[])"
-_UPDATE_LAST_SEEN = """
-UPDATE traders AS t SET last_seen_trading_at = u.last_seen
-FROM unnest(%s::int8[], %s::timestamptz[]) AS u(id, last_seen)
-WHERE t.id = u.id AND (t.last_seen_trading_at IS NULL OR t.last_seen_trading_at < u.last_seen)
+_UPDATE_LAST_SEEN = f"""
+UPDATE traders AS t SET last_seen_trading_at = {_MS.format("u.ms")}
+FROM unnest(%s::int8[], %s::int8[]) AS u(id, ms)
+WHERE t.id = u.id AND (t.last_seen_trading_at IS NULL OR t.last_seen_trading_at < {_MS.format("u.ms")})
 """
-_INSERT_FILLS = """
+_INSERT_FILLS = f"""
 INSERT INTO tape_fills (trader_id, coin, side, px, sz, time, tid, crossed)
-SELECT * FROM unnest(%s::int8[], %s::varchar[], %s::varchar[], %s::numeric[], %s::numeric[], %s::timestamptz[],
-                     %s::int8[], %s::bool[])
+SELECT i, c, s, p, z, {_MS.format("m")}, t, x
+FROM unnest(%s::int8[], %s::varchar[], %s::varchar[], %s::numeric[], %s::numeric[], %s::int8[], %s::int8[],
+            %s::bool[]) AS u(i, c, s, p, z, m, t, x)
 ON CONFLICT ON CONSTRAINT uq_tape_fills_trade_trader DO NOTHING
 """
+
+
+def _array(values: Iterable[object]) -> str:
+    """A PostgreSQL array literal of values that need no quoting (hex, names, numbers, t/f)."""
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 class TraderStore:
@@ -112,35 +118,35 @@ class TraderStore:
         resolved: dict[str, tuple[int, int]] = {}  # address -> (id, last_seen ms as stored after this flush)
         unknown = sorted(a for a in batch.activity if self.known.get(a) is None)
         if unknown:
-            firsts = [batch.activity[a][0] for a in unknown]
-            lasts = [batch.activity[a][1] for a in unknown]
             async with conn.cursor() as cur:
-                await cur.execute(_INSERT_TRADERS, (unknown, [slot(a) for a in unknown], [_ts(t) for t in firsts],
-                                                    [_ts(t) for t in lasts]))
+                await cur.execute(_INSERT_TRADERS, (_array(unknown), _array(slot(a) for a in unknown),
+                                                    _array(batch.activity[a][0] for a in unknown),
+                                                    _array(batch.activity[a][1] for a in unknown)))
                 for trader_id, address in await cur.fetchall():
                     resolved[address] = (trader_id, batch.activity[address][1])
                 result.new_traders = len(resolved)
                 existing = [a for a in unknown if a not in resolved]
                 if existing:
-                    await cur.execute(_SELECT_IDS, (existing,))
+                    await cur.execute(_SELECT_IDS, (_array(existing),))
                     for trader_id, address, last_seen in await cur.fetchall():
                         stored = int(last_seen.timestamp() * 1000) if last_seen is not None else 0
                         resolved[address] = (trader_id, stored)
         stale_ids: list[int] = []
-        stale_times: list[datetime] = []
+        stale_times: list[int] = []
         for address, (_first, last) in batch.activity.items():
             trader_id, stored = resolved.get(address) or self.known.get(address) or (0, 0)
             if not trader_id:
                 continue
             if last - stored >= self.granularity_ms:
                 stale_ids.append(trader_id)
-                stale_times.append(_ts(last))
+                stale_times.append(last)
                 stored = last
             resolved[address] = (trader_id, stored)
         if stale_ids:
             order = sorted(range(len(stale_ids)), key=stale_ids.__getitem__)  # one lock order for every writer
             async with conn.cursor() as cur:
-                await cur.execute(_UPDATE_LAST_SEEN, ([stale_ids[i] for i in order], [stale_times[i] for i in order]))
+                await cur.execute(_UPDATE_LAST_SEEN, (_array(stale_ids[i] for i in order),
+                                                      _array(stale_times[i] for i in order)))
                 result.last_seen_updates = cur.rowcount
         if batch.fills:
             result.fills_inserted = await self._insert_fills(conn, batch, resolved)
@@ -149,14 +155,10 @@ class TraderStore:
     @staticmethod
     async def _insert_fills(conn: psycopg.AsyncConnection, batch: Batch,
                             resolved: dict[str, tuple[int, int]]) -> int:
-        columns: Sequence[list] = ([], [], [], [], [], [], [], [])
-        for fill in batch.fills:
-            trader = resolved.get(fill.address)
-            if trader is None:
-                continue
-            for column, value in zip(columns, (trader[0], fill.coin, fill.side, fill.px, fill.sz, _ts(fill.time),
-                                               fill.tid, fill.crossed), strict=True):
-                column.append(value)
+        fills = [(resolved[f.address][0], f) for f in batch.fills if f.address in resolved]
         async with conn.cursor() as cur:
-            await cur.execute(_INSERT_FILLS, columns)
+            await cur.execute(_INSERT_FILLS, (
+                _array(i for i, _ in fills), _array(f.coin for _, f in fills), _array(f.side for _, f in fills),
+                _array(f.px for _, f in fills), _array(f.sz for _, f in fills), _array(f.time for _, f in fills),
+                _array(f.tid for _, f in fills), _array("t" if f.crossed else "f" for _, f in fills)))
             return cur.rowcount

@@ -22,7 +22,7 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
-from hyperfollow.core.db.engine import make_engine
+from hyperfollow.core.db.engine import make_engine, with_database
 from hyperfollow.core.db.migrate import upgrade
 from hyperfollow.core.db.models import Base
 from hyperfollow.core.embedded import ensure_servers, stop_servers
@@ -33,12 +33,6 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_HOME = REPO / ".hyperfollow" / "test"
 TEST_PG_PORT = int(os.environ.get("HYPERFOLLOW_TEST_PG_PORT", "55442"))
 TEST_REDIS_PORT = int(os.environ.get("HYPERFOLLOW_TEST_REDIS_PORT", "56389"))
-
-
-def _with_database(url: str, database: str) -> str:
-    base, _, query = url.partition("?")
-    base = base.rsplit("/", 1)[0]
-    return f"{base}/{database}" + (f"?{query}" if query else "")
 
 
 class _EmbeddedLease:
@@ -94,10 +88,10 @@ def database_url(server_urls: tuple[str, str]) -> Iterator[str]:
     """A fresh database for this test session, migrated to head."""
     server_url = server_urls[0]
     name = f"hf_test_{uuid.uuid4().hex[:10]}"
-    admin_url = _with_database(server_url, "postgres")
+    admin_url = with_database(server_url, "postgres")
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(server_url, name)
+    url = with_database(server_url, name)
     upgrade(url)
     yield url
     with psycopg.connect(admin_url, autocommit=True) as conn:

@@ -6,7 +6,8 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import sessionmaker
 
-__all__ = ["async_session_factory", "make_async_engine", "make_engine", "session_factory", "sqlalchemy_url"]
+__all__ = ["async_session_factory", "make_async_engine", "make_engine", "session_factory", "sqlalchemy_url",
+           "with_database"]
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -15,6 +16,12 @@ def sqlalchemy_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
     raise ValueError("not a PostgreSQL URL")
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL naming another database (query parameters kept)."""
+    base, _, query = url.partition("?")
+    return f"{base.rsplit('/', 1)[0]}/{database}" + (f"?{query}" if query else "")
 
 
 def make_engine(url: str, *, pool_size: int = 5, application_name: str = "hyperfollow") -> Engine:
