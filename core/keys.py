@@ -15,8 +15,9 @@ trade_events:stream              stream  the same messages, bounded length, for 
 active:{bucket}                  zset    address -> ms time of the EARLIEST trade not yet covered by   discovery
                                          a state refresh (ZADD NX); bucket = slot // 256
 active:latest:{bucket}           zset    address -> ms time of the LATEST trade (ZADD GT)              discovery
-budget:{group}                   hash    token-bucket state of one weight budget group                 workers
+budget:{group}                   hash    GCRA state and totals of one weight budget group (budget.lua) workers
 budget:{group}:penalty           string  set while the group backs off after a 429 (TTL = back-off)     workers
+bench:{name}                     string  coordination of benchmark processes (start barrier)           bench
 feeder:{shard}:lock              string  the shard's feeder lease (owner id, TTL, renewed)              workers
 feeder:{shard}:pending           set     addresses in the shard's queued batches (never twice)          workers
 track:{shard}                    rq      the shard's RQ queue name                                      workers
@@ -81,6 +82,10 @@ class RedisKeys:
 
     def budget_penalty(self, group: str) -> str:
         return self._key(f"budget:{group}:penalty")
+
+    def bench(self, name: str) -> str:
+        """Scratch key of a benchmark run (e.g. the moment its worker processes start)."""
+        return self._key(f"bench:{name}")
 
     # --- shards --------------------------------------------------------------------------------------------
     def feeder_lock(self, shard: str) -> str:
