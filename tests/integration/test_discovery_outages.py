@@ -7,16 +7,15 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
-from decimal import Decimal
 
 import psycopg
 import pytest
 import redis
 import redis.asyncio as aioredis
 from sqlalchemy import Engine, text
-from support import free_port, wait_for
+from support import free_port, trade, wait_for
 
+from hyperfollow.core.hl_models import Trade
 from hyperfollow.core.keys import RedisKeys, active_bucket
 from hyperfollow.core.slots import slot
 from hyperfollow.discovery.marks import ActivityMarks
@@ -25,20 +24,8 @@ from hyperfollow.discovery.store import TraderStore
 from hyperfollow.sim.server import SimConfig, SimServer
 
 
-@dataclass
-class T:
-    coin: str
-    side: str
-    px: Decimal
-    sz: Decimal
-    time: int
-    tid: int
-    buyer: str
-    seller: str
-
-
-def trades(n: int, start: int = 0) -> list[T]:
-    return [T("BTC", "B", Decimal(100), Decimal(1), 1_000 + i, i, f"0x{2 * i + 1:040x}", f"0x{2 * i + 2:040x}")
+def trades(n: int, start: int = 0) -> list[Trade]:
+    return [trade("BTC", "B", 100, 1, 1_000 + i, i, f"0x{2 * i + 1:040x}", f"0x{2 * i + 2:040x}")
             for i in range(start, start + n)]
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import redis.asyncio as aioredis
 from sqlalchemy import Engine, text
+from support import trade
 
 from hyperfollow.core.keys import RedisKeys, active_bucket
 from hyperfollow.core.slots import slot
@@ -20,18 +19,6 @@ B = "0x" + "b" * 40
 C = "0x" + "c" * 40
 
 
-@dataclass
-class T:
-    coin: str
-    side: str
-    px: Decimal
-    sz: Decimal
-    time: int
-    tid: int
-    buyer: str
-    seller: str
-
-
 def ms(seconds: float) -> int:
     return int(seconds * 1000)
 
@@ -39,12 +26,12 @@ def ms(seconds: float) -> int:
 async def test_flushes_insert_each_trader_once_and_keep_times(db: Engine, database_url: str) -> None:
     store = TraderStore(database_url, last_seen_granularity_ms=10_000)
     try:
-        first = await store.write(build_batch([T("BTC", "B", Decimal(100), Decimal(1), ms(1_000), 1, A, B)],
+        first = await store.write(build_batch([trade("BTC", "B", 100, 1, ms(1_000), 1, A, B)],
                                               record_fills=True))
         assert first.new_traders == 2 and first.fills_inserted == 2
         # again with a later trade (A) and a new trader (C); a re-sent trade is not stored twice
-        second = await store.write(build_batch([T("BTC", "B", Decimal(100), Decimal(1), ms(1_000), 1, A, B),
-                                                T("ETH", "A", Decimal(5), Decimal(3), ms(1_030), 2, C, A)],
+        second = await store.write(build_batch([trade("BTC", "B", 100, 1, ms(1_000), 1, A, B),
+                                                trade("ETH", "A", 5, 3, ms(1_030), 2, C, A)],
                                                record_fills=True))
         assert second.new_traders == 1 and second.fills_inserted == 2
         assert second.last_seen_updates == 1  # only A moved by >= 10 s
@@ -63,13 +50,13 @@ async def test_flushes_insert_each_trader_once_and_keep_times(db: Engine, databa
 
 
 async def test_a_fresh_process_finds_existing_traders(db: Engine, database_url: str) -> None:
-    trade = T("BTC", "B", Decimal(100), Decimal(1), ms(50), 1, A, B)
+    once = trade("BTC", "B", 100, 1, ms(50), 1, A, B)
     store = TraderStore(database_url)
-    await store.write(build_batch([trade], record_fills=False))
+    await store.write(build_batch([once], record_fills=False))
     await store.close()
     restarted = TraderStore(database_url)  # empty cache, as after a restart
     try:
-        result = await restarted.write(build_batch([trade], record_fills=False))
+        result = await restarted.write(build_batch([once], record_fills=False))
         assert result.new_traders == 0 and len(restarted.known) == 2
     finally:
         await restarted.close()
