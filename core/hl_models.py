@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from hyperfollow.core.addresses import InvalidAddress, normalise_address
+from hyperfollow.core.addresses import ADDRESS_PATTERN, InvalidAddress, normalise_address
 from hyperfollow.core.errors_exchange import InvalidTrade, MalformedResponse
 
 __all__ = [
@@ -356,10 +356,13 @@ def parse_trade(raw: Any) -> Trade:
             raise InvalidTrade(raw, "users must be [buyer, seller]")
         if not isinstance(tx_hash, str):
             raise InvalidTrade(raw, "hash must be a string")
-        try:
-            buyer, seller = normalise_address(users[0]), normalise_address(users[1])
-        except InvalidAddress as exc:
-            raise InvalidTrade(raw, str(exc)) from None
+        buyer, seller = users
+        if not (isinstance(buyer, str) and ADDRESS_PATTERN.match(buyer)   # the wire's canonical form: fast path
+                and isinstance(seller, str) and ADDRESS_PATTERN.match(seller)):
+            try:
+                buyer, seller = normalise_address(buyer), normalise_address(seller)
+            except InvalidAddress as exc:
+                raise InvalidTrade(raw, str(exc)) from None
         return Trade(coin=coin, side=side, px=_positive_decimal(raw, "px"), sz=_positive_decimal(raw, "sz"),
                      time=_integer(raw, "time"), hash=tx_hash, tid=_integer(raw, "tid"), buyer=buyer, seller=seller)
     except KeyError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from hyperfollow.core.addresses import ADDRESS_PATTERN, InvalidAddress, normalise_address
 
@@ -30,8 +30,9 @@ class TradeLike(Protocol):
     seller: str
 
 
-@dataclass(frozen=True)
-class FillRow:
+class FillRow(NamedTuple):
+    """A tuple, not a dataclass: two are made per trade on the hot path."""
+
     address: str
     coin: str
     side: str  # this trader's side
@@ -51,14 +52,11 @@ class Batch:
     invalid_addresses: int = 0
     duplicate_trades: int = 0
 
-    def _touch(self, address: str, time: int) -> None:
-        known = self.activity.get(address)
-        self.activity[address] = (time, time) if known is None else (min(known[0], time), max(known[1], time))
-
 
 def build_batch(trades: Iterable[TradeLike], *, record_fills: bool) -> Batch:
     """Aggregate trades; a trade with an invalid address keeps its valid side and counts the bad one."""
     batch = Batch()
+    activity = batch.activity
     seen: set[tuple[str, int, int]] = set()
     for trade in trades:
         identity = (trade.coin, trade.tid, trade.time)
@@ -76,8 +74,13 @@ def build_batch(trades: Iterable[TradeLike], *, record_fills: bool) -> Batch:
                 except InvalidAddress:
                     batch.invalid_addresses += 1
                     continue
-            batch._touch(normalised, trade.time)
+            time = trade.time
+            known = activity.get(normalised)
+            if known is None:
+                activity[normalised] = (time, time)
+            elif time < known[0] or time > known[1]:
+                activity[normalised] = (min(known[0], time), max(known[1], time))
             if record_fills:
-                batch.fills.append(FillRow(normalised, trade.coin, side, trade.px, trade.sz, trade.time, trade.tid,
-                                           crossed=side == trade.side))
+                batch.fills.append(FillRow(normalised, trade.coin, side, trade.px, trade.sz, time, trade.tid,
+                                           side == trade.side))
     return batch
