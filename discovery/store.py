@@ -69,7 +69,7 @@ INSERT INTO tape_fills (trader_id, coin, side, px, sz, time, tid, crossed)
 SELECT i, c, s, p, z, {_MS.format("m")}, t, x
 FROM unnest(%s::int8[], %s::varchar[], %s::varchar[], %s::numeric[], %s::numeric[], %s::int8[], %s::int8[],
             %s::bool[]) AS u(i, c, s, p, z, m, t, x)
-ON CONFLICT ON CONSTRAINT uq_tape_fills_trade_trader DO NOTHING
+ON CONFLICT (trader_id, time, coin, tid) DO NOTHING
 """
 
 

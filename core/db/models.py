@@ -24,7 +24,6 @@ from sqlalchemy import (
     Numeric,
     SmallInteger,
     String,
-    UniqueConstraint,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -129,6 +128,8 @@ class LeaderboardMetric(Base):
         CheckConstraint("win_rate >= 0 AND win_rate <= 1", name="win_rate_ratio"),
         CheckConstraint("max_drawdown >= 0 AND max_drawdown <= 1", name="max_drawdown_ratio"),
         CheckConstraint("trade_count >= 0", name="trade_count_nonnegative"),
+        CheckConstraint("win_count >= 0 AND win_count <= trade_count", name="win_count_within_trades"),
+        CheckConstraint("max_profit_usd >= 0 AND max_loss_usd >= 0", name="profit_loss_nonnegative"),
         Index("ix_leaderboard_metrics_window_win_rate", "window", "win_rate"),
         Index("ix_leaderboard_metrics_window_volume", "window", "total_volume_usd"),
     )
@@ -146,6 +147,12 @@ class LeaderboardMetric(Base):
     realized_pnl_usd: Mapped[Decimal] = mapped_column(USD, nullable=False, server_default=text("0"))
     roi: Mapped[Decimal] = mapped_column(RATIO, nullable=False, server_default=text("0"))
     trade_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    #: Closed trades with realized PnL after estimated fees > 0 (docs/metrics.md).
+    win_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    #: Estimated exchange fees of the counted trades (base fee schedule; the tape carries no fees).
+    fees_usd: Mapped[Decimal] = mapped_column(USD, nullable=False, server_default=text("0"))
+    #: Close time of the latest counted trade; NULL when none.
+    last_trade_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: Below the minimum sample size: shown with its sample size, never ranked above real records.
     low_sample: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     metrics_version: Mapped[int] = mapped_column(SmallInteger, nullable=False, server_default=text("1"))
@@ -156,25 +163,26 @@ class LeaderboardMetric(Base):
 class TapeFill(Base):
     """A trader's side of a trade seen on the public trades stream (zero API weight).
 
-    A trade is identified by (coin, tid, time); it yields one row for the buyer and one for the seller.
+    A trade is identified by (coin, tid, time); it yields one row for the buyer and one for the seller. The
+    primary key (trader_id, time, coin, tid) is the only index: it deduplicates a re-sent trade and serves the
+    per-trader time ranges the leaderboard reads. Discovery may write two rows per trade at tens of
+    thousands of trades per second, so every index counts.
     """
 
     __tablename__ = "tape_fills"
     __table_args__ = (
-        UniqueConstraint("coin", "tid", "time", "trader_id", name="uq_tape_fills_trade_trader"),
         CheckConstraint("side IN ('B', 'A')", name="side_known"),
         CheckConstraint("px > 0 AND sz > 0", name="positive_px_sz"),
-        Index("ix_tape_fills_trader_time", "trader_id", "time"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
-    trader_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("traders.id", ondelete="CASCADE"), nullable=False)
-    coin: Mapped[str] = mapped_column(String(40), nullable=False)
+    trader_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("traders.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    coin: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tid: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     #: The trader's side: B bought, A sold.
     side: Mapped[str] = mapped_column(String(1), nullable=False)
     px: Mapped[Decimal] = mapped_column(Numeric(28, 10), nullable=False)
     sz: Mapped[Decimal] = mapped_column(Numeric(28, 10), nullable=False)
-    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    tid: Mapped[int] = mapped_column(BigInteger, nullable=False)
     #: True when this trader was the taker (the trade's side equals the trader's side).
     crossed: Mapped[bool] = mapped_column(Boolean, nullable=False)

@@ -84,7 +84,6 @@ def upgrade() -> None:
     )
     op.create_table(
         "tape_fills",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
         sa.Column("trader_id", sa.BigInteger(), nullable=False),
         sa.Column("coin", sa.String(length=40), nullable=False),
         sa.Column("side", sa.String(length=1), nullable=False),
@@ -98,10 +97,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["trader_id"], ["traders.id"], name=op.f("fk_tape_fills_trader_id_traders"), ondelete="CASCADE"
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_tape_fills")),
-        sa.UniqueConstraint("coin", "tid", "time", "trader_id", name="uq_tape_fills_trade_trader"),
+        # one index serves both the per-trader time ranges and the deduplication of a trade's fill
+        sa.PrimaryKeyConstraint("trader_id", "time", "coin", "tid", name=op.f("pk_tape_fills")),
     )
-    op.create_index("ix_tape_fills_trader_time", "tape_fills", ["trader_id", "time"], unique=False)
     op.create_table(
         "trade_events",
         sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
