@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
@@ -64,12 +65,16 @@ UPDATE traders AS t SET last_seen_trading_at = {_MS.format("u.ms")}
 FROM unnest(%s::int8[], %s::int8[]) AS u(id, ms)
 WHERE t.id = u.id AND (t.last_seen_trading_at IS NULL OR t.last_seen_trading_at < {_MS.format("u.ms")})
 """
-_INSERT_FILLS = f"""
+_COPY_FILLS = "COPY tape_fills (trader_id, coin, side, px, sz, time, tid, crossed) FROM STDIN (FORMAT BINARY)"
+_COPY_TYPES = ["int8", "varchar", "varchar", "numeric", "numeric", "timestamptz", "int8", "bool"]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The fills of a trade seen before (re-sent after a reconnect or a restart) are skipped.
+_INSERT_FILLS_SKIPPING_KNOWN = f"""
 INSERT INTO tape_fills (trader_id, coin, side, px, sz, time, tid, crossed)
 SELECT i, c, s, p, z, {_MS.format("m")}, t, x
 FROM unnest(%s::int8[], %s::varchar[], %s::varchar[], %s::numeric[], %s::numeric[], %s::int8[], %s::int8[],
             %s::bool[]) AS u(i, c, s, p, z, m, t, x)
-ON CONFLICT (trader_id, time, coin, tid) DO NOTHING
+ON CONFLICT (trader_id, time, coin, tid, side) DO NOTHING
 """
 
 
@@ -155,10 +160,23 @@ class TraderStore:
     @staticmethod
     async def _insert_fills(conn: psycopg.AsyncConnection, batch: Batch,
                             resolved: dict[str, tuple[int, int]]) -> int:
+        """Binary COPY of the fills, in a savepoint: four times faster than INSERT … SELECT unnest(…) here
+        (psycopg formats the rows in C). A fill stored already (its trade re-sent across a restart) fails the
+        COPY as a whole; then the savepoint is rolled back and the batch goes through INSERT … ON CONFLICT
+        DO NOTHING instead."""
         fills = [(resolved[f.address][0], f) for f in batch.fills if f.address in resolved]
-        async with conn.cursor() as cur:
-            await cur.execute(_INSERT_FILLS, (
-                _array(i for i, _ in fills), _array(f.coin for _, f in fills), _array(f.side for _, f in fills),
+        try:
+            async with conn.transaction(), conn.cursor() as cur, cur.copy(_COPY_FILLS) as copy:
+                copy.set_types(_COPY_TYPES)
+                for trader_id, f in fills:
+                    await copy.write_row((trader_id, f.coin, f.side, f.px, f.sz, _EPOCH + timedelta(
+                        milliseconds=f.time), f.tid, f.crossed))
+            return len(fills)
+        except psycopg.errors.UniqueViolation:
+            pass
+        args = (_array(i for i, _ in fills), _array(f.coin for _, f in fills), _array(f.side for _, f in fills),
                 _array(f.px for _, f in fills), _array(f.sz for _, f in fills), _array(f.time for _, f in fills),
-                _array(f.tid for _, f in fills), _array("t" if f.crossed else "f" for _, f in fills)))
+                _array(f.tid for _, f in fills), _array("t" if f.crossed else "f" for _, f in fills))
+        async with conn.cursor() as cur:
+            await cur.execute(_INSERT_FILLS_SKIPPING_KNOWN, args)
             return cur.rowcount

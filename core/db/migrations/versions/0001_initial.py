@@ -94,11 +94,11 @@ def upgrade() -> None:
         sa.Column("crossed", sa.Boolean(), nullable=False),
         sa.CheckConstraint("side IN ('B', 'A')", name=op.f("ck_tape_fills_side_known")),
         sa.CheckConstraint("px > 0 AND sz > 0", name=op.f("ck_tape_fills_positive_px_sz")),
-        sa.ForeignKeyConstraint(
-            ["trader_id"], ["traders.id"], name=op.f("fk_tape_fills_trader_id_traders"), ondelete="CASCADE"
-        ),
-        # one index serves both the per-trader time ranges and the deduplication of a trade's fill
-        sa.PrimaryKeyConstraint("trader_id", "time", "coin", "tid", name=op.f("pk_tape_fills")),
+        # no foreign key: its per-row check trigger cost more than the rest of the insert (discovery writes
+        # two rows per trade and takes trader_id from the traders row it just resolved)
+        # one index serves both the per-trader time ranges and the deduplication of a trade's fill (side
+        # included: both sides of a self-trade belong to one trader)
+        sa.PrimaryKeyConstraint("trader_id", "time", "coin", "tid", "side", name=op.f("pk_tape_fills")),
     )
     op.create_table(
         "trade_events",
