@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,8 @@ import orjson
 import psycopg
 import redis
 
+from hyperfollow.bench.support import free_port, scratch_database, servers
+
 __all__ = ["run", "serve_seed_way"]
 
 SORT_FIELDS = ["win_rate", "total_volume_usd", "account_age_days", "max_profit_usd", "max_loss_usd",
@@ -42,12 +43,6 @@ WINDOWS = ["7d", "30d", "all"]
 
 
 # --- plumbing -------------------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait_http(url: str, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -79,28 +74,11 @@ def _process(command: list[str], env: dict[str, str], ready_url: str) -> Iterato
 
 @contextlib.contextmanager
 def _api_server(env: dict[str, str], **settings: str) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {**env, "HYPERFOLLOW_API_HOST": "127.0.0.1", "HYPERFOLLOW_API_PORT": str(port),
            "HYPERFOLLOW_API_ACCESS_LOG": "false", "LOG_LEVEL": "WARNING", **settings}
     with _process([sys.executable, "-m", "hyperfollow.core", "api"], env, f"http://127.0.0.1:{port}/health"):
         yield f"127.0.0.1:{port}"
-
-
-@contextlib.contextmanager
-def _bench_database(server_url: str) -> Iterator[str]:
-    from hyperfollow.core.db.migrate import upgrade
-
-    base = server_url.partition("?")[0].rsplit("/", 1)[0]
-    name = f"hf_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = f"{base}/{name}"
-        upgrade(url)
-        yield url
-    finally:
-        with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _fill_metrics(database_url: str, traders: int) -> int:
@@ -263,7 +241,7 @@ def _bench_fanout(env: dict[str, str], redis_url: str, quick: bool) -> dict[str,
                      HYPERFOLLOW_API_WS_QUEUE_SIZE=str(max(1024, messages * 2))) as address:
         results["ours"] = asyncio.run(_fanout(f"ws://{address}/ws/v1/updates", redis_url, keys.events_channel,
                                               keys.events_stream, clients, messages, rate))
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "hyperfollow.bench.bench_api", "seed-way", str(port), redis_url,
                keys.events_channel]
     with _process(command, env, f"http://127.0.0.1:{port}/health"):
@@ -312,17 +290,14 @@ def serve_seed_way(port: int, redis_url: str, channel: str) -> None:
 
 # --- entry point ------------------------------------------------------------------------------------------------------
 def run(quick: bool = False) -> dict[str, Any]:
-    from hyperfollow.core.runtime import resolve_servers
-    from hyperfollow.core.settings import load_settings
-
-    servers = resolve_servers(load_settings())
+    database_server, redis_url = servers()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYPERFOLLOW_API_")}
     traders = 3_334 if quick else 33_334
-    with _bench_database(servers.database_url) as database_url:
+    with scratch_database(database_server) as database_url:
         rows = _fill_metrics(database_url, traders)
-        env.update(DATABASE_URL=database_url, REDIS_URL=servers.redis_url, HYPERFOLLOW_LOG_FORMAT="json")
+        env.update(DATABASE_URL=database_url, REDIS_URL=redis_url, HYPERFOLLOW_LOG_FORMAT="json")
         leaderboard = _bench_leaderboard(env, quick)
-        fanout = _bench_fanout(env, servers.redis_url, quick)
+        fanout = _bench_fanout(env, redis_url, quick)
     return {"leaderboard": {"metric_rows": rows, **leaderboard}, "ws_fanout": fanout}
 
 

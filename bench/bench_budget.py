@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hyperfollow.bench.support import servers
+
 __all__ = ["WorkerConfig", "max_window_weight", "run", "run_workers", "weight_in"]
 
 WORKERS = 8
@@ -258,10 +260,7 @@ def _phase(mode: str, redis_url: str, namespace: str, duration: float, window: t
 def run(quick: bool = False) -> dict[str, Any]:
     import redis
 
-    from hyperfollow.core.runtime import resolve_servers
-    from hyperfollow.core.settings import load_settings
-
-    redis_url = resolve_servers(load_settings()).redis_url
+    redis_url = servers()[1]
     namespace = f"bench{uuid.uuid4().hex[:6]}:"
     duration, window = (30.0, (5.0, 25.0)) if quick else (80.0, (10.0, 70.0))
     phases: dict[str, Any] = {}

@@ -16,18 +16,13 @@ and whether the two produced identical rows (every column compared in SQL).
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
-from hyperfollow.core.db.migrate import upgrade
+from hyperfollow.bench.support import scratch_database
 from hyperfollow.core.keys import RedisKeys
-from hyperfollow.core.runtime import resolve_servers
-from hyperfollow.core.settings import Settings, load_settings
 from hyperfollow.workers.leaderboard import compute
 from hyperfollow.workers.leaderboard_reference import Fill, Snapshot, compute_trader_metrics, held_coins
 
@@ -93,27 +88,6 @@ ONE_TRADER_UPSERT = f"""
     ON CONFLICT (trader_id, "window") DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS)}"""
 
 
-def _with_database(url: str, name: str) -> str:
-    base, _, query = url.partition("?")
-    return f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
-
-
-@contextmanager
-def _scratch_database() -> Iterator[str]:
-    servers = resolve_servers(load_settings(Settings))
-    admin = _with_database(servers.database_url, "postgres")
-    name = f"hf_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = _with_database(servers.database_url, name)
-        upgrade(url)
-        yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def _python_loop(url: str, now: datetime) -> None:
     """The seed's way: per trader, two queries, Python arithmetic, one upsert; one transaction."""
     with psycopg.connect(url) as conn:
@@ -148,7 +122,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     now = datetime.now(UTC).replace(microsecond=0)
     figures: dict[str, Any] = {"traders": traders, "fills": traders * FILLS_PER_TRADER,
                                "snapshots": traders * SNAPSHOTS_PER_TRADER, "min_trades": MIN_TRADES}
-    with _scratch_database() as url:
+    with scratch_database() as url:
         started = time.perf_counter()
         with psycopg.connect(url, autocommit=True) as conn:
             for statement in GENERATE:

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,13 +24,9 @@ import httpx
 import orjson
 import websockets
 
+from hyperfollow.bench.support import free_port
+
 __all__ = ["run"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _receive(ws_url: str, coins: list[str], warmup: float, seconds: float, resume_url: str
@@ -62,7 +57,7 @@ async def _receive(ws_url: str, coins: list[str], warmup: float, seconds: float,
 
 def _measure(max_batch: int, rate: float, seconds: float, traders: int, coins: int, pregenerate: int = 0
              ) -> dict[str, Any]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HYPERFOLLOW_LOG_FORMAT": "json"}
     command = [sys.executable, "-m", "hyperfollow.core", "sim", "--port", str(port), "--traders", str(traders),
                "--coins", str(coins), "--rate", str(rate), "--weight-limit", "0", "--max-batch", str(max_batch),
