@@ -12,6 +12,7 @@ key                              type    meaning                                
 trade_events                     pubsub  one JSON :class:`~hyperfollow.core.events.TradeEventMessage`   workers
                                          per stored position event (the seed's channel)
 trade_events:stream              stream  the same messages, bounded length, for replay (`?since=`)     workers
+trade_events:published           zset    event id -> publish time (ms): dedupes republished events     workers
 active:{bucket}                  zset    address -> ms time of the EARLIEST trade not yet covered by   discovery
                                          a state refresh (ZADD NX); bucket = slot // 256
 active:latest:{bucket}           zset    address -> ms time of the LATEST trade (ZADD GT)              discovery
@@ -19,8 +20,11 @@ budget:{group}                   hash    GCRA state and totals of one weight bud
 budget:{group}:penalty           string  set while the group backs off after a 429 (TTL = back-off)     workers
 bench:{name}                     string  coordination of benchmark processes (start barrier)           bench
 feeder:{shard}:lock              string  the shard's feeder lease (owner id, TTL, renewed)              workers
-feeder:{shard}:pending           set     addresses in the shard's queued batches (never twice)          workers
+feeder:{shard}:pending           zset    address -> claim deadline (ms) of the shard's queued/running   workers
+                                         batches (never twice; an expired claim is free again)
+feeder:{shard}:preempt           string  id of the waiting active batch an idle batch yielded to        workers
 track:{shard}                    rq      the shard's RQ queue name                                      workers
+periodic                         rq      queue of the scheduler's periodic jobs (leaderboard, upkeep)   scheduler
 leaderboard_cache:{sort}:{order} string  cached leaderboard pages (5 min TTL), + filters/page suffix    api
 leaderboard:generation           string  bumped when a new computation lands (cache invalidation)      workers
 heartbeat:{service}              string  liveness stamp of a long-running service (TTL)                 all
@@ -65,6 +69,10 @@ class RedisKeys:
     def events_stream(self) -> str:
         return self._key("trade_events:stream")
 
+    @property
+    def events_published(self) -> str:
+        return self._key("trade_events:published")
+
     # --- activity marks ----------------------------------------------------------------------------------
     def active(self, bucket: int) -> str:
         return self._key(f"active:{bucket}")
@@ -94,9 +102,17 @@ class RedisKeys:
     def feeder_pending(self, shard: str) -> str:
         return self._key(f"feeder:{shard}:pending")
 
+    def feeder_preempt(self, shard: str) -> str:
+        return self._key(f"feeder:{shard}:preempt")
+
     def track_queue(self, shard: str) -> str:
         """RQ queue name of a shard (RQ adds its own `rq:queue:` prefix)."""
         return self._key(f"track:{shard}")
+
+    @property
+    def periodic_queue(self) -> str:
+        """RQ queue of the scheduler's periodic jobs."""
+        return self._key("periodic")
 
     # --- leaderboard ---------------------------------------------------------------------------------------
     def leaderboard_cache(self, sort_by: str, order: str, suffix: str = "") -> str:

@@ -33,6 +33,7 @@ __all__ = [
     "Position",
     "PositionChange",
     "apply_changes",
+    "decimal_or_none",
     "diff_positions",
     "event_details",
     "idempotency_key",
@@ -42,7 +43,8 @@ __all__ = [
 ZERO = Decimal(0)
 
 
-def _decimal(value: object) -> Decimal | None:
+def decimal_or_none(value: object) -> Decimal | None:
+    """A finite Decimal from an exchange number (string or number); None when absent or not a number."""
     if value is None or value == "":
         return None
     try:
@@ -64,7 +66,7 @@ class Position:
     @property
     def mark_price(self) -> Decimal | None:
         """positionValue / |size| (the exchange computes positionValue at the mark)."""
-        value = _decimal(self.raw.get("positionValue"))
+        value = decimal_or_none(self.raw.get("positionValue"))
         if value is None or self.size == ZERO:
             return None
         return abs(value / self.size)
@@ -82,11 +84,11 @@ def positions_from_state(state: Mapping[str, Any]) -> dict[str, Position]:
         if not isinstance(raw, Mapping):
             raise ValueError(f"assetPositions entry without a position object: {entry!r:.200}")
         coin = raw.get("coin")
-        size = _decimal(raw.get("szi"))
+        size = decimal_or_none(raw.get("szi"))
         if not isinstance(coin, str) or not coin or size is None:
             raise ValueError(f"position without a coin or a numeric szi: {raw!r:.200}")
         if size != ZERO:
-            positions[coin] = Position(coin, size, _decimal(raw.get("entryPx")), dict(raw))
+            positions[coin] = Position(coin, size, decimal_or_none(raw.get("entryPx")), dict(raw))
     return positions
 
 

@@ -106,6 +106,8 @@ class TradeEvent(Base):
         Index("ix_trade_events_trader_time", "trader_id", text("timestamp DESC")),
         Index("ix_trade_events_coin_time", "coin", text("timestamp DESC")),
         Index("ix_trade_events_timestamp", "timestamp"),
+        # the outbox: events stored but not yet on the Redis stream (the republisher's work list)
+        Index("ix_trade_events_unpublished", "id", postgresql_where=text("published_at IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
@@ -119,6 +121,8 @@ class TradeEvent(Base):
     idempotency_key: Mapped[str] = mapped_column(String(128), nullable=False, unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
                                                  server_default=text("now()"))
+    #: When the event reached the Redis stream and channel; NULL until then (republished by a periodic job).
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class LeaderboardMetric(Base):

@@ -1,7 +1,8 @@
-"""A real `hyperfollow api` server in a subprocess, and a stand-in for the event producer (tracking workers).
+"""A real `hyperfollow api` server in a subprocess, and a way to publish events as the tracking workers do.
 
-`EventProducer.publish` does what the producer contract in docs/api.md says: XADD the message JSON to the
-events stream in the field `data`, then PUBLISH the same JSON with `stream_id` set to the entry id.
+`EventProducer.publish` uses the workers' producer (workers/publish.py), which does what the contract in
+docs/api.md says: XADD the message JSON to the events stream in the field `data`, then PUBLISH the same JSON
+with `stream_id` set to the entry id, in one Lua script.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import orjson
 import redis
 
 from hyperfollow.core.keys import RedisKeys
+from hyperfollow.workers.publish import EventPublisher
 
 from . import free_port, wait_for
 
@@ -50,12 +52,13 @@ def event_message(trader_id: int, trader_address: str, *, coin: str = "BTC", eve
 
 
 class EventProducer:
-    """Publishes events exactly as the tracking workers will (stream first, then the channel)."""
+    """Publishes events with the tracking workers' producer (workers/publish.py: stream, then the channel)."""
 
     def __init__(self, redis_url: str, keys: RedisKeys, maxlen: int = 100_000) -> None:
         self.client = redis.Redis.from_url(redis_url)
         self.keys = keys
         self.maxlen = maxlen
+        self.publisher = EventPublisher(self.client, keys, maxlen=maxlen, approximate=False)
 
     def append(self, message: dict[str, Any]) -> str:
         """Only the stream (as if the publish was missed by everyone)."""
@@ -64,8 +67,8 @@ class EventProducer:
         return entry.decode()
 
     def publish(self, message: dict[str, Any]) -> str:
-        stream_id = self.append(message)
-        self.client.publish(self.keys.events_channel, orjson.dumps({**message, "stream_id": stream_id}))
+        [stream_id] = self.publisher.publish([message])
+        assert stream_id is not None, f"event {message['id']} was published before"
         return stream_id
 
     def close(self) -> None:
