@@ -17,8 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(BIN)/hyperfollow embedded start
-	$(BIN)/hyperfollow db upgrade
+	$(BIN)/hyperfollow up --exchange sim
 
 # The web page's test drives the distribution's Chromium (Playwright's own browser download needs the internet).
 browser:
