@@ -10,7 +10,7 @@ per shard are a complete shard: there is no separate feeder process.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hyperfollow.core.settings import MAINNET_INFO_URL, MAINNET_WS_URL
 from hyperfollow.core.slots import tile
@@ -139,9 +139,10 @@ class UpPlan:
 
 def build_plan(*, exchange: Exchange, database_url: str, redis_url: str, shards: int, workers: int,
                api_host: str, api_port: int, pick_port: Callable[[], int], python: str,
-               sim: SimOptions | None = None) -> UpPlan:
+               sim: SimOptions | None = None, leaderboard_interval_s: int | None = None) -> UpPlan:
     """Every service of a local installation. `pick_port()` gives a free port for each metrics endpoint;
-    `python` is the interpreter that runs `-m hyperfollow.core`."""
+    `python` is the interpreter that runs `-m hyperfollow.core`; `leaderboard_interval_s` overrides the
+    scheduler's (the simulator's market moves fast enough for a leaderboard every minute)."""
     if exchange.kind == "sim" and sim is None:
         raise ValueError("the simulator's options are needed with --exchange sim")
     if shards < 1 or workers < 1:
@@ -172,7 +173,11 @@ def build_plan(*, exchange: Exchange, database_url: str, redis_url: str, shards:
             name = f"worker-{index:0{width}d}-{number}" if shards > 1 else f"worker-{number}"
             services.append(metrics_service(name, ("worker", "--shard", shard, "--slots", str(slots)), 2,
                                             "worker", restart=True))
-    services.append(metrics_service("scheduler", ("scheduler",), 3, "scheduler", restart=True))
+    scheduler = metrics_service("scheduler", ("scheduler",), 3, "scheduler", restart=True)
+    if leaderboard_interval_s is not None:
+        scheduler = replace(scheduler, env={**scheduler.env,
+                                            "HYPERFOLLOW_LEADERBOARD_INTERVAL_S": str(leaderboard_interval_s)})
+    services.append(scheduler)
     web = f"http://{_url_host(api_host)}:{api_port}"
     services.append(ServiceSpec(
         name="api", argv=(*command, "api", "--host", api_host, "--port", str(api_port)),

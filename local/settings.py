@@ -34,7 +34,7 @@ class UpSettings(Settings):
     up_log_max_bytes: int = Field(50 * 1024 * 1024, ge=0,
                                   description="a service log larger than this is rotated (NAME.log.1); 0 = never",
                                   **_env("LOG_MAX_BYTES"))
-    up_warmup_leaderboard_s: float = Field(
-        60.0, ge=0, le=600, description="during the first 10 minutes, ask the scheduler for a leaderboard this "
-                                        "often (it computes one every 10 minutes); 0 = never",
-        **_env("WARMUP_LEADERBOARD_S"))
+    up_sim_leaderboard_interval_s: int = Field(
+        60, ge=10, le=86_400, description="with --exchange sim, seconds between leaderboard computations (the "
+        "simulated market moves fast; the scheduler's own default is 10 minutes)",
+        **_env("SIM_LEADERBOARD_INTERVAL_S"))

@@ -346,12 +346,10 @@ class Supervisor:
         self._dirty = True
         return True
 
-    def run(self, stop: threading.Event, step: float = 0.2, on_tick: Callable[[], None] | None = None) -> None:
-        """Supervise until `stop` is set; `on_tick` runs after every round (in this thread)."""
+    def run(self, stop: threading.Event, step: float = 0.2) -> None:
+        """Supervise until `stop` is set."""
         while not stop.is_set():
             self.tick()
-            if on_tick is not None:
-                on_tick()
             stop.wait(step)
 
     def stop_all(self, force: threading.Event | None = None) -> None:

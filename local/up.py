@@ -24,14 +24,12 @@ from typing import IO
 import fasteners
 
 from hyperfollow.core.embedded import Servers, stop_servers
-from hyperfollow.core.keys import RedisKeys
 from hyperfollow.core.logging import redact_text
 from hyperfollow.core.settings import load_settings
 from hyperfollow.local.plan import Exchange, SimOptions, UpPlan, build_plan, local_host, resolve_exchange
 from hyperfollow.local.settings import UpSettings
 from hyperfollow.local.status import read_state, same_process, state_path
 from hyperfollow.local.supervisor import Supervisor, SupervisorConfig, group_alive, kill_group
-from hyperfollow.local.warmup import LeaderboardWarmup
 
 __all__ = ["UpError", "UpOptions", "port_taken", "run_up"]
 
@@ -147,7 +145,8 @@ def make_plan(settings: UpSettings, options: UpOptions, exchange: Exchange, sim:
     return build_plan(exchange=exchange, database_url=database_url, redis_url=redis_url,
                       shards=options.shards or settings.up_shards, workers=options.workers or settings.up_workers,
                       api_host=options.api_host or settings.api_host, api_port=api_port,
-                      pick_port=_PortPicker(reserved), python=sys.executable, sim=sim)
+                      pick_port=_PortPicker(reserved), python=sys.executable, sim=sim,
+                      leaderboard_interval_s=settings.up_sim_leaderboard_interval_s if sim else None)
 
 
 def _check_ports(settings: UpSettings, options: UpOptions, sim: SimOptions | None) -> None:
@@ -259,20 +258,7 @@ def run_up(options: UpOptions) -> int:
             if plan.exchange.kind != "sim" and discovery.state != "healthy":
                 say(f"discovery cannot reach the exchange at {plan.exchange.ws_url} yet: it keeps retrying, and "
                     f"`hyperfollow status` shows it as not healthy until it can (`hyperfollow logs discovery`)")
-            warmup = LeaderboardWarmup(servers.redis_url, RedisKeys(settings.redis_namespace),
-                                       settings.up_warmup_leaderboard_s, started=time.monotonic())
-
-            requested: list[float] = []
-
-            def first_leaderboards() -> None:
-                now = time.monotonic()
-                if warmup.due(now) and supervisor.state_of("scheduler").state == "healthy" and warmup.request(now):
-                    if not requested:
-                        say(f"asked the scheduler for a first leaderboard (again every "
-                            f"{settings.up_warmup_leaderboard_s:g} s for 10 minutes, then every 10 minutes)")
-                    requested.append(now)
-
-            supervisor.run(stop, on_tick=first_leaderboards)
+            supervisor.run(stop)
         return 0
     finally:
         if supervisor is not None:

@@ -6,10 +6,15 @@ scheduler only runs what really is periodic:
 ===========================================  ==================  ===============================================
 job                                          when                what
 ===========================================  ==================  ===============================================
-workers.leaderboard.compute_leaderboard      every 10 minutes    metrics in SQL, then the API's cache invalidated
+workers.leaderboard.compute_leaderboard      at start, then      metrics in SQL, then the API's cache invalidated
+                                             every 10 min (*)
 workers.upkeep.republish_events              every 30 s          events stored but never published (outbox)
 workers.upkeep.prune_snapshots               hourly (at :17)     old heartbeat snapshots
 ===========================================  ==================  ===============================================
+
+(*) `HYPERFOLLOW_LEADERBOARD_INTERVAL_S`; an interval job of RQ's CronScheduler runs as soon as the scheduler
+starts, so a fresh installation (or `hyperfollow up` against the simulator, which sets a shorter interval) gets
+a leaderboard without waiting for the next tick.
 
 One process does both halves: a CronScheduler loop in a thread enqueues due jobs on the `periodic` queue
 (`RedisKeys.periodic_queue`), and an RQ SimpleWorker in the main thread runs them (SIGTERM lets the running
@@ -37,7 +42,7 @@ from hyperfollow.workers.context import TrackingContext
 from hyperfollow.workers.settings import TrackingSettings
 from hyperfollow.workers.upkeep import prune_snapshots, republish_events
 
-__all__ = ["PERIODIC_JOBS", "register_jobs", "run_cron", "run_scheduler"]
+__all__ = ["periodic_jobs", "register_jobs", "run_cron", "run_scheduler"]
 
 log = get_logger(__name__)
 
@@ -48,17 +53,18 @@ def _leaderboard() -> Callable[[], Any]:
     return compute_leaderboard
 
 
-#: (function, schedule, RQ job timeout in seconds). A schedule is {"cron": ...} or {"interval": seconds}.
-PERIODIC_JOBS: list[tuple[Callable[[], Callable[..., Any]], dict[str, Any], int]] = [
-    (_leaderboard, {"cron": "*/10 * * * *"}, 900),
-    (lambda: republish_events, {"interval": 30}, 300),
-    (lambda: prune_snapshots, {"cron": "17 * * * *"}, 1800),
-]
+def periodic_jobs(leaderboard_interval_s: int = 600) -> list[tuple[Callable[..., Any], dict[str, Any], int]]:
+    """(function, schedule, RQ job timeout in seconds); a schedule is {"cron": ...} or {"interval": seconds}."""
+    return [
+        (_leaderboard(), {"interval": leaderboard_interval_s}, 900),
+        (republish_events, {"interval": 30}, 300),
+        (prune_snapshots, {"cron": "17 * * * *"}, 1800),
+    ]
 
 
-def register_jobs(cron: CronScheduler, queue_name: str) -> None:
-    for function, schedule, timeout in PERIODIC_JOBS:
-        cron.register(function(), queue_name=queue_name, job_timeout=timeout, result_ttl=3600,
+def register_jobs(cron: CronScheduler, queue_name: str, leaderboard_interval_s: int = 600) -> None:
+    for function, schedule, timeout in periodic_jobs(leaderboard_interval_s):
+        cron.register(function, queue_name=queue_name, job_timeout=timeout, result_ttl=3600,
                       failure_ttl=7 * 86_400, **schedule)
 
 
@@ -89,7 +95,7 @@ def run_scheduler() -> None:
     connection = redis.Redis.from_url(runtime.redis_url)
     queue_name = runtime.keys.periodic_queue
     cron = CronScheduler(connection=connection, logging_level=settings.log_level)
-    register_jobs(cron, queue_name)
+    register_jobs(cron, queue_name, settings.leaderboard_interval_s)
     stop = threading.Event()
     cron_thread = threading.Thread(target=run_cron, args=(cron, stop), name="cron", daemon=True)
     worker = SimpleWorker([Queue(queue_name, connection=connection)], connection=connection,

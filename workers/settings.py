@@ -53,6 +53,10 @@ class TrackingSettings(ExchangeSettings):
                                       **_env("JOB_TIMEOUT_S"))
     worker_job_retries: int = Field(2, ge=0, le=20, description="RQ retries of a failed or abandoned batch",
                                     **_env("JOB_RETRIES"))
+    leaderboard_interval_s: int = Field(600, ge=10, le=86_400,
+                                        description="seconds between leaderboard computations (the first one at "
+                                                    "the scheduler's start)",
+                                        validation_alias=AliasChoices("HYPERFOLLOW_LEADERBOARD_INTERVAL_S"))
     worker_maintenance_s: int = Field(60, ge=5, le=3600,
                                       description="how often RQ cleans registries (abandoned jobs are retried)",
                                       **_env("MAINTENANCE_S"))

@@ -79,7 +79,7 @@ def up(tmp_path: Path) -> Iterator[Up]:
                                                              "WEBSOCKET_URL")}
     api_port, sim_port, pg_port, redis_port = free_port(), free_port(), free_port(), free_port()
     env.update(HYPERFOLLOW_HOME=str(tmp_path / "home"), HYPERFOLLOW_EMBEDDED_PG_PORT=str(pg_port),
-               HYPERFOLLOW_EMBEDDED_REDIS_PORT=str(redis_port), HYPERFOLLOW_UP_WARMUP_LEADERBOARD_S="15",
+               HYPERFOLLOW_EMBEDDED_REDIS_PORT=str(redis_port), HYPERFOLLOW_UP_SIM_LEADERBOARD_INTERVAL_S="15",
                HYPERFOLLOW_UP_STATUS_INTERVAL_S="30", PYTHONUNBUFFERED="1")
     out = (tmp_path / "up.out").open("wb")
     process = subprocess.Popen(

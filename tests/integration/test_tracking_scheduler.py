@@ -43,7 +43,12 @@ def add_trader(db: Engine) -> int:
 
 
 def test_cron_enqueues_the_periodic_jobs_and_a_worker_runs_them(context: TrackingContext, db: Engine,
-                                                                redis_client: redis.Redis, keys: RedisKeys) -> None:
+                                                                redis_client: redis.Redis, keys: RedisKeys,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # the leaderboard job reads its settings from the environment, like every scheduled job process
+    monkeypatch.setenv("DATABASE_URL", context.database_url)
+    monkeypatch.setenv("REDIS_URL", context.redis_url)
+    monkeypatch.setenv("HYPERFOLLOW_REDIS_NAMESPACE", keys.namespace)
     trader_id = add_trader(db)
     with db.begin() as conn:  # an event whose worker died between commit and publish, a minute ago
         conn.execute(text("""
@@ -61,14 +66,16 @@ def test_cron_enqueues_the_periodic_jobs_and_a_worker_runs_them(context: Trackin
     queue = Queue(keys.periodic_queue, connection=redis_client)
     try:
         for _ in range(50):  # interval jobs run at once; the cron ones wait for their minute
-            if queue.count:
+            if queue.count >= 2:
                 break
             stop.wait(0.1)
     finally:
         stop.set()
         thread.join(timeout=10)
-    assert [job.func_name for job in queue.get_jobs()] == ["hyperfollow.workers.upkeep.republish_events"]
+    assert sorted(job.func_name for job in queue.get_jobs()) == [
+        "hyperfollow.workers.leaderboard.compute_leaderboard", "hyperfollow.workers.upkeep.republish_events"]
     SimpleWorker([queue], connection=redis_client).work(burst=True)
+    assert redis_client.get(keys.leaderboard_generation) == b"1"  # the first leaderboard landed at start
     [entry] = redis_client.xrange(keys.events_stream)
     assert b'"event_type":"position_opened"' in entry[1][b"data"]
     with db.connect() as conn:
