@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from hyperfollow.bench.support import servers
+from hyperfollow.core.keys import purge_namespace
 
 __all__ = ["WorkerConfig", "max_window_weight", "run", "run_workers", "weight_in"]
 
@@ -270,9 +271,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                 phases[mode] = _phase(mode, redis_url, namespace, duration, window, Path(tmp))
     finally:
         client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"{namespace}*", count=1000))
-        if keys:
-            client.delete(*keys)
+        purge_namespace(client, namespace)
         client.close()
     shared, split = phases["shared"], phases["split"]
     return {

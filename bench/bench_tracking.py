@@ -43,7 +43,7 @@ from sqlalchemy import Engine, text
 
 from hyperfollow.bench.support import percentiles, scratch_database, servers
 from hyperfollow.core.db.engine import make_engine
-from hyperfollow.core.keys import ACTIVE_BUCKETS, RedisKeys
+from hyperfollow.core.keys import ACTIVE_BUCKETS, RedisKeys, purge_namespace
 from hyperfollow.core.slots import slot, tile
 from hyperfollow.sim.server import SimConfig, SimServer
 
@@ -397,10 +397,7 @@ def run_phase(selection: str, *, quick: bool, database_server: str, redis_url: s
 
 def _drop_namespace(redis_url: str, namespace: str) -> None:
     client = redis.Redis.from_url(redis_url)
-    stale = list(client.scan_iter(match=f"{namespace}*", count=1000))
-    stale += list(client.scan_iter(match=f"rq:*{namespace}*", count=1000))
-    for start in range(0, len(stale), 500):
-        client.delete(*stale[start:start + 500])
+    purge_namespace(client, namespace)
     client.close()
 
 

@@ -37,8 +37,12 @@ trade is not newer than T (a trade after T is not reflected in that state); see 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hyperfollow.core.slots import SLOT_COUNT
+
+if TYPE_CHECKING:
+    import redis
 
 __all__ = ["ACTIVE_BUCKETS", "ACTIVE_BUCKET_SLOTS", "RedisKeys", "active_bucket"]
 
@@ -129,3 +133,16 @@ class RedisKeys:
     # --- liveness --------------------------------------------------------------------------------------------
     def heartbeat(self, service: str) -> str:
         return self._key(f"heartbeat:{service}")
+
+
+def purge_namespace(client: redis.Redis, namespace: str) -> int:
+    """Delete every key of a namespace, RQ's own included (RQ puts the queue name, and so the namespace, inside
+    its keys: `rq:queue:<namespace>track:…`). For tests and benchmarks; refuses the empty namespace, which
+    would match everything."""
+    if not namespace:
+        raise ValueError("refusing to purge the empty namespace (it matches every key)")
+    stale = [*client.scan_iter(match=f"{namespace}*", count=1000),
+             *client.scan_iter(match=f"rq:*{namespace}*", count=1000)]
+    for start in range(0, len(stale), 500):
+        client.delete(*stale[start:start + 500])
+    return len(stale)

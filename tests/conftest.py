@@ -26,7 +26,7 @@ from hyperfollow.core.db.engine import make_engine, with_database
 from hyperfollow.core.db.migrate import upgrade
 from hyperfollow.core.db.models import Base
 from hyperfollow.core.embedded import ensure_servers, stop_servers
-from hyperfollow.core.keys import RedisKeys
+from hyperfollow.core.keys import RedisKeys, purge_namespace
 from hyperfollow.core.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,10 +108,7 @@ def redis_url(server_urls: tuple[str, str], redis_namespace: str) -> Iterator[st
     url = server_urls[1]
     yield url
     client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(match=f"{redis_namespace}*", count=1000))
-    keys += list(client.scan_iter(match=f"rq:*{redis_namespace}*", count=1000))
-    for start in range(0, len(keys), 500):
-        client.delete(*keys[start:start + 500])
+    purge_namespace(client, redis_namespace)
     client.close()
 
 
@@ -156,10 +153,8 @@ def db(engine: Engine) -> Engine:
 
 @pytest.fixture()
 def redis_client(redis_url: str, redis_namespace: str) -> Iterator[redis.Redis]:
-    """A Redis client; the session's namespace is emptied before the test."""
+    """A Redis client; the session's namespace (RQ's keys included) is emptied before the test."""
     client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{redis_namespace}*", count=1000))
-    for start in range(0, len(keys), 500):
-        client.delete(*keys[start:start + 500])
+    purge_namespace(client, redis_namespace)
     yield client
     client.close()

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, text
 from support import wait_for
 
 from hyperfollow.bench.bench_tracking import TrackingSystem, catch_up, compare_with_truth, load_events
-from hyperfollow.core.keys import RedisKeys
+from hyperfollow.core.keys import RedisKeys, purge_namespace
 from hyperfollow.sim.server import SimConfig
 
 pytestmark = pytest.mark.slow
@@ -45,9 +45,7 @@ def system(service_env: dict[str, str], engine: Engine, redis_url: str, redis_na
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     client = redis.Redis.from_url(redis_url)
-    stale = [*client.scan_iter(match=f"{redis_namespace}*"), *client.scan_iter(match=f"rq:*{redis_namespace}*")]
-    if stale:
-        client.delete(*stale)
+    purge_namespace(client, redis_namespace)
     client.close()
     env = {**service_env, "HYPERFOLLOW_BUDGET_GROUP": "e2e-tracking", "LOG_LEVEL": "INFO"}
     made = TrackingSystem(SimConfig(seed=21, traders=300, coins=5, trades_per_second=1.5), env=env,

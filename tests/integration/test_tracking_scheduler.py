@@ -26,8 +26,6 @@ TRADER = "0x" + "12" * 20
 @pytest.fixture()
 def context(db: Engine, redis_client: redis.Redis, database_url: str, redis_url: str, redis_namespace: str,
             keys: RedisKeys) -> Iterator[TrackingContext]:
-    for key in redis_client.scan_iter(match=f"rq:*{redis_namespace}*"):
-        redis_client.delete(key)
     settings = load_settings(TrackingSettings, database_url=database_url, redis_url=redis_url,
                              redis_namespace=redis_namespace, worker_republish_after_s=1)
     made = tracking_context.configure(TrackingContext(settings=settings, database_url=database_url,

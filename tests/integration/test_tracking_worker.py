@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from support import free_port, wait_for
 
-from hyperfollow.core.keys import RedisKeys, active_bucket
+from hyperfollow.core.keys import RedisKeys, active_bucket, purge_namespace
 from hyperfollow.core.settings import load_settings
 from hyperfollow.core.slots import SlotRange, slot
 from hyperfollow.discovery.marks import ActivityMarks
@@ -51,9 +51,7 @@ ALL = SlotRange(0, 16384)
 def no_rq_leftovers(redis_url: str, redis_namespace: str) -> None:
     """RQ names its keys `rq:…<queue>`: the namespace is inside, not in front, so clear them per test."""
     client = redis.Redis.from_url(redis_url)
-    stale = list(client.scan_iter(match=f"rq:*{redis_namespace}*", count=1000))
-    if stale:
-        client.delete(*stale)
+    purge_namespace(client, redis_namespace)
     client.close()
 
 

@@ -81,3 +81,10 @@ def test_active_buckets_cover_a_shards_slots() -> None:
     assert keys.active(2) == "ns:active:2"
     assert RedisKeys().events_channel == "trade_events"
     assert RedisKeys().leaderboard_cache("win_rate", "desc") == "leaderboard_cache:win_rate:desc"
+
+
+def test_purging_the_empty_namespace_is_refused() -> None:
+    from hyperfollow.core.keys import purge_namespace
+
+    with pytest.raises(ValueError, match="empty namespace"):
+        purge_namespace(None, "")  # type: ignore[arg-type]  (refused before any I/O)
