@@ -331,9 +331,11 @@ class Fanout:
         except RedisError:  # no stream yet
             return False
         first = info.get("first-entry")
-        removed = int(info.get("entries-added", 0) or 0) > int(info.get("length", 0) or 0)
-        if not removed:
+        # Redis >= 7 counts every entry ever added: were any trimmed at all?
+        if "entries-added" in info and int(info["entries-added"] or 0) <= int(info.get("length", 0) or 0):
             return False
+        # Redis < 7 (the embedded server is 6.2) cannot tell: a `since` older than the first retained entry
+        # may have had successors that were trimmed, so say so rather than risk a silent gap
         if not first:
             return True
         return parse_stream_id(first[0]) > since

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+import redis
 from sqlalchemy import Engine, text
 from support.api_server import ApiServer, EventProducer, address, event_message
 
 from hyperfollow.core.db.models import Base
-from hyperfollow.core.keys import RedisKeys
+from hyperfollow.core.keys import RedisKeys, purge_namespace
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +26,8 @@ TRADERS = 25
 
 
 @pytest.fixture(scope="module")
-def api(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory, engine: Engine) -> Iterator[ApiServer]:
+def api(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory, engine: Engine, redis_url: str,
+        redis_namespace: str) -> Iterator[ApiServer]:
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     state = {"assetPositions": [
         {"type": "oneWay", "position": {"coin": "BTC", "szi": "0.75", "entryPx": "61000", "positionValue": "46500",
@@ -33,6 +35,9 @@ def api(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory, e
                                         "leverage": {"type": "cross", "value": 10}, "liquidationPx": "52000"}},
         {"type": "oneWay", "position": {"coin": "ETH", "szi": "-4", "entryPx": "3100", "positionValue": "12200",
                                         "unrealizedPnl": "-120", "leverage": {"type": "isolated", "value": 5}}}]}
+    client = redis.Redis.from_url(redis_url)
+    purge_namespace(client, redis_namespace)  # event ids restart with the tables: forget published ones
+    client.close()
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         conn.execute(text("INSERT INTO traders (address, slot) SELECT '0x' || lpad(to_hex(n), 40, '0'), n "

@@ -106,29 +106,31 @@ def test_kubectl_get_shows_the_status_columns(cluster: Cluster, operator: Any, n
 
 
 def test_overlapping_shard_is_held_and_reported(cluster: Cluster, operator: Any, namespace: str) -> None:
-    apply(cluster, namespace, shard_manifest("older", 0, 10000, workers=2))
-    eventually(lambda: replicas(cluster, namespace, "older-workers") == 2, what="older runs")
-    apply(cluster, namespace, shard_manifest("newer", 5000, 16384, workers=3))
+    # "older" = created first; creation times have one-second resolution, so a tie goes by name: the names
+    # agree with the creation order, whichever second each lands in
+    apply(cluster, namespace, shard_manifest("first", 0, 10000, workers=2))
+    eventually(lambda: replicas(cluster, namespace, "first-workers") == 2, what="older runs")
+    apply(cluster, namespace, shard_manifest("second", 5000, 16384, workers=3))
 
-    newer = eventually(lambda: condition(cluster.shard(namespace, "newer"), "RangeConflict").get("status") == "True"
-                       and cluster.shard(namespace, "newer"), what="RangeConflict on the newer shard")
+    newer = eventually(lambda: condition(cluster.shard(namespace, "second"), "RangeConflict").get("status") == "True"
+                       and cluster.shard(namespace, "second"), what="RangeConflict on the newer shard")
     assert condition(newer, "RangeConflict")["reason"] == "Overlap"
-    assert "older (0:10000)" in condition(newer, "RangeConflict")["message"]
+    assert "first (0:10000)" in condition(newer, "RangeConflict")["message"]
     assert (condition(newer, "Ready")["status"], condition(newer, "Ready")["reason"]) == ("False", "RangeConflict")
-    assert replicas(cluster, namespace, "newer-workers") == 0  # never two shards on the same slots
+    assert replicas(cluster, namespace, "second-workers") == 0  # never two shards on the same slots
     # the older shard keeps running and is told about the overlap by its next status refresh
-    eventually(lambda: condition(cluster.shard(namespace, "older"), "RangeConflict").get("reason") == "Overlap",
+    eventually(lambda: condition(cluster.shard(namespace, "first"), "RangeConflict").get("reason") == "Overlap",
                what="RangeConflict on the older shard")
-    assert replicas(cluster, namespace, "older-workers") == 2
+    assert replicas(cluster, namespace, "first-workers") == 2
     warnings = eventually(lambda: [e for e in cluster.events(namespace) if e["reason"] == "RangeConflict"],
                           what="RangeConflict events")
     assert all(e["type"] == "Warning" for e in warnings)
 
     # fixing the newer shard's range releases it
-    cluster.kubectl("patch", "-n", namespace, "ts/newer", "--type=merge", "-p",
+    cluster.kubectl("patch", "-n", namespace, "ts/second", "--type=merge", "-p",
                     '{"spec": {"slots": {"start": 10000, "end": 16384}}}')
-    eventually(lambda: replicas(cluster, namespace, "newer-workers") == 3, what="released")
-    eventually(lambda: condition(cluster.shard(namespace, "older"), "RangeConflict").get("status") == "False",
+    eventually(lambda: replicas(cluster, namespace, "second-workers") == 3, what="released")
+    eventually(lambda: condition(cluster.shard(namespace, "first"), "RangeConflict").get("status") == "False",
                what="conflict resolved")
 
 
