@@ -6,7 +6,7 @@ import typer
 
 __all__ = ["register"]
 
-#: uvicorn's status when it cannot start (e.g. the port is taken); our CLI uses 3 for "not built yet".
+#: uvicorn's status when it cannot start (e.g. the port is taken); reported as 1, like our other start failures.
 _UVICORN_STARTUP_FAILURE = 3
 
 

@@ -4,8 +4,10 @@ Ours: the discovery service (one link, batched upserts, activity marks in Redis)
 firehose (pre-generated trades emitted as fast as it can) running in its own process; timed from the
 first trade emitted to the last one flushed, with and without tape fills recorded.
 
-Baseline, the seed's way, in the same run on the same trades: for every trade, for each of its two
-addresses, look the trader up and insert it when missing, one query (and commit) at a time.
+Baseline, the seed's way, in the same run on trades from the same simulator, as its discovery service did it:
+per WebSocket message an ORM session; per distinct address of the message one `query(Trader).filter(...)
+.first()`, and for a new one its `get_or_create_trader` (a second lookup, add, commit, refresh). Only the
+database work is timed (the messages are received beforehand), which flatters the baseline.
 """
 
 from __future__ import annotations
@@ -13,14 +15,19 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import orjson
 import psycopg
 import websockets
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from hyperfollow.bench.support import free_port, scratch_database, servers
+from hyperfollow.core.db.engine import sqlalchemy_url
+from hyperfollow.core.db.models import Trader
 from hyperfollow.core.keys import RedisKeys
 from hyperfollow.core.settings import load_settings
 from hyperfollow.core.slots import slot
@@ -113,8 +120,10 @@ async def _ours(database_url: str, redis_url: str, trades: int, record_fills: bo
             "fills_stored": fills}
 
 
-async def _collect(ws_url: str, base: str, trades: int) -> list[dict[str, Any]]:
-    received: list[dict[str, Any]] = []
+async def _collect(ws_url: str, base: str, trades: int) -> list[list[dict[str, Any]]]:
+    """The simulator's first `trades` trades, as the messages (lists of trades) they arrived in."""
+    received: list[list[dict[str, Any]]] = []
+    count = 0
     async with websockets.connect(ws_url, max_size=None) as ws:
         await ws.recv()  # greeting
         async with httpx.AsyncClient() as http:
@@ -125,27 +134,52 @@ async def _collect(ws_url: str, base: str, trades: int) -> list[dict[str, Any]]:
             for _ in meta["universe"]:
                 await ws.recv()
             await http.post(f"{base}/_sim/resume")
-        while len(received) < trades:
+        while count < trades:
             message = orjson.loads(await ws.recv())
             if message.get("channel") == "trades":
-                received.extend(message["data"])
-    return received[:trades]
+                batch = message["data"][: trades - count]
+                received.append(batch)
+                count += len(batch)
+    return received
 
 
-def _seed_way(database_url: str, trades: list[dict[str, Any]]) -> dict[str, Any]:
-    """One lookup and (when missing) one insert + commit per address of every trade."""
-    with psycopg.connect(database_url) as conn:
-        conn.execute("TRUNCATE traders CASCADE")
-        conn.commit()
-        started = time.perf_counter()
-        for trade in trades:
-            for address in trade["users"]:
-                found = conn.execute("SELECT id FROM traders WHERE address = %s", (address,)).fetchone()
-                if found is None:
-                    conn.execute("INSERT INTO traders (address, slot) VALUES (%s, %s)", (address, slot(address)))
-                conn.commit()
-        elapsed = time.perf_counter() - started
-    return {"trades": len(trades), "seconds": round(elapsed, 2), "trades_per_s": round(len(trades) / elapsed)}
+def _seed_way(database_url: str, messages: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """The seed's discovery loop on our schema: a session per message, a lookup per distinct address,
+    get-or-create (lookup, add, commit, refresh) for a new one."""
+    engine = create_engine(sqlalchemy_url(database_url))  # the seed's engine and session settings
+    new_session = sessionmaker(autocommit=False, autoflush=False, bind=engine)
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE traders CASCADE"))
+    started = time.perf_counter()
+    for trades in messages:
+        db = new_session()
+        try:
+            seen: set[str] = set()
+            for trade in trades:
+                for address in trade["users"]:
+                    if address in seen:
+                        continue
+                    seen.add(address)
+                    if db.query(Trader).filter(Trader.address == address).first() is None:
+                        _get_or_create_trader(db, address)
+        finally:
+            db.close()
+    elapsed = time.perf_counter() - started
+    engine.dispose()
+    count = sum(map(len, messages))
+    return {"trades": count, "messages": len(messages), "seconds": round(elapsed, 2),
+            "trades_per_s": round(count / elapsed)}
+
+
+def _get_or_create_trader(db: Session, address: str) -> Trader:
+    existing = db.query(Trader).filter(Trader.address == address).first()
+    if existing is not None:
+        return existing
+    trader = Trader(address=address, slot=slot(address), first_seen_at=datetime.now(UTC), is_active=True)
+    db.add(trader)
+    db.commit()
+    db.refresh(trader)
+    return trader
 
 
 def run(quick: bool = False) -> dict[str, Any]:

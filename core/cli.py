@@ -1,7 +1,6 @@
 """The `hyperfollow` command. Each component registers its own subcommands (see `<component>/cli.py`).
 
-Errors a user can fix (bad configuration, a server that cannot start) print one line and exit non-zero;
-commands that are not built yet say so and exit 3.
+Errors a user can fix (bad configuration, a server that cannot start) print one line and exit non-zero.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import sys
 import typer
 
 from hyperfollow.core.embedded import EmbeddedError, stop_servers
-from hyperfollow.core.errors import NotBuiltError
 from hyperfollow.core.settings import ConfigError, load_settings
 
 __all__ = ["app", "get_app", "main"]
@@ -36,7 +34,6 @@ COMPONENT_CLIS = (
 )
 
 EXIT_CONFIG = 2
-EXIT_NOT_BUILT = 3
 
 
 @db_app.command("upgrade")
@@ -122,9 +119,6 @@ def main() -> None:
     except ConfigError as exc:
         typer.echo(f"hyperfollow: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
-    except NotBuiltError as exc:
-        typer.echo(f"hyperfollow: {exc}", err=True)
-        sys.exit(EXIT_NOT_BUILT)
     except EmbeddedError as exc:
         typer.echo(f"hyperfollow: {exc}", err=True)
         sys.exit(1)
