@@ -270,6 +270,26 @@ class Market:
         self._rebuild_coin_weights()
         return coin
 
+    # --- runtime marks ----------------------------------------------------------------------------------------
+    def set_mark(self, name: str, px: float, now_ms: int) -> list[Trade]:
+        """Move a coin's mark to `px` (rounded to a valid price) and liquidate every position it crosses.
+
+        The liquidations are ordinary ones (a fill against the backstop at the new mark, with truth records);
+        they are the returned trades. Like a listing, this changes the trade sequence from here on.
+        """
+        coin = self.by_name.get(name)
+        if coin is None:
+            raise KeyError(name)
+        if not (math.isfinite(px) and px > 0):
+            raise ValueError(f"not a price: {px!r}")
+        coin.mark = coin.round_px(px)
+        out: list[Trade] = []
+        self._liquidate_crossed(coin, now_ms, out)
+        limit = self.config.truth_limit
+        if limit and len(self.truth) > limit:
+            self.trim_truth(int(limit * 0.9))
+        return out
+
     # --- generation -------------------------------------------------------------------------------------------
     def generate(self, count: int, now_ms: int) -> list[Trade]:
         """Make whole orders until at least `count` trades happened; return the trades in order."""

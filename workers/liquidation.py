@@ -5,17 +5,23 @@ A liquidation shows in `clearinghouseState` only as a close or a reduction; the 
 checked against the fills only when it is plausible: the previous position had a liquidation price and the
 coin's current mark is at it or past it (within `margin`). Marks come free from the states the worker
 fetches anyway (every open position carries `positionValue` at the mark), kept per coin for a short while.
+A closed position carries no mark of its own, and a cached one may predate the crash that closed it (the
+trader's own previous refresh, say): so a close is judged only by a mark at most `max_age_ms` older than the
+state; without one, :func:`coins_needing_marks` names the coins and the worker asks `allMids` (weight 2) once
+for all of them. A liquidation in the last `max_age_ms` before the refresh can still be missed (stored as a
+close): the price of not asking `allMids` for every close.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
 from hyperfollow.core.events import EventType
+from hyperfollow.core.hl_models import Fill
 from hyperfollow.workers.diff import Position, PositionChange, decimal_or_none
 
-__all__ = ["MarkCache", "liquidation_candidates", "near_liquidation"]
+__all__ = ["MarkCache", "coins_needing_marks", "liquidates", "liquidation_candidates", "near_liquidation"]
 
 REDUCTIONS = (EventType.CLOSED, EventType.DECREASED)
 
@@ -35,9 +41,18 @@ class MarkCache:
                 if known is None or known[1] <= observed_ms:
                     self._marks[position.coin] = (mark, observed_ms)
 
-    def get(self, coin: str, now_ms: int) -> Decimal | None:
+    def update_mids(self, mids: Mapping[str, Decimal], observed_ms: int) -> None:
+        """Marks from `allMids` (mid prices: close enough to the mark to judge a liquidation price)."""
+        for coin, mid in mids.items():
+            known = self._marks.get(coin)
+            if mid > 0 and (known is None or known[1] <= observed_ms):
+                self._marks[coin] = (mid, observed_ms)
+
+    def get(self, coin: str, now_ms: int, max_age_ms: int | None = None) -> Decimal | None:
+        """The coin's mark, unless older than `max_age_ms` (default: the cache's own) at `now_ms`."""
         known = self._marks.get(coin)
-        if known is None or now_ms - known[1] > self.max_age_ms:
+        limit = self.max_age_ms if max_age_ms is None else max_age_ms
+        if known is None or now_ms - known[1] > limit:
             return None
         return known[0]
 
@@ -53,16 +68,42 @@ def near_liquidation(previous: Position, mark: Decimal | None, margin: float) ->
     return mark >= liquidation * (1 - tolerance)
 
 
+def _could_be_liquidated(change: PositionChange) -> bool:
+    if change.event_type not in REDUCTIONS or change.previous is None:
+        return False
+    liquidation = decimal_or_none(change.previous.raw.get("liquidationPx"))
+    return liquidation is not None and liquidation > 0
+
+
+def coins_needing_marks(changes: Iterable[PositionChange], marks: MarkCache, now_ms: int,
+                        max_age_ms: int) -> list[str]:
+    """Reduced coins that had a liquidation price, carry no mark now and have no cached mark at most
+    `max_age_ms` old: their reduction cannot be judged without a fresh mark."""
+    return [change.coin for change in changes
+            if _could_be_liquidated(change) and (change.current is None or change.current.mark_price is None)
+            and marks.get(change.coin, now_ms, max_age_ms) is None]
+
+
 def liquidation_candidates(changes: Iterable[PositionChange], marks: MarkCache, now_ms: int,
-                           margin: float) -> list[str]:
-    """Coins whose reduction may be a liquidation (worth asking the fills)."""
+                           margin: float, max_age_ms: int | None = None) -> list[str]:
+    """Coins whose reduction may be a liquidation (worth asking the fills); a cached mark counts up to
+    `max_age_ms` old (default: the cache's own limit)."""
     coins = []
     for change in changes:
         if change.event_type not in REDUCTIONS or change.previous is None:
             continue
         mark = change.current.mark_price if change.current is not None else None
         if mark is None:
-            mark = marks.get(change.coin, now_ms)
+            mark = marks.get(change.coin, now_ms, max_age_ms)
         if near_liquidation(change.previous, mark, margin):
             coins.append(change.coin)
     return coins
+
+
+def liquidates(fill: Fill, address: str) -> bool:
+    """The fill liquidated this trader: it carries `liquidation` naming the trader (or no one). The other side
+    of a liquidation (a liquidator, the backstop) gets the same object naming someone else."""
+    if fill.liquidation is None:
+        return False
+    victim = fill.liquidation.liquidated_user
+    return victim is None or victim.lower() == address.lower()

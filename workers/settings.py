@@ -72,6 +72,9 @@ class TrackingSettings(ExchangeSettings):
     worker_liquidation_margin: float = Field(
         0.01, ge=0, le=1, description="a close counts as a liquidation candidate within this fraction of liq. price",
         **_env("LIQUIDATION_MARGIN"))
+    worker_liquidation_mark_max_age_ms: int = Field(
+        1_000, ge=0, le=60_000, description="a closed position is judged by a mark at most this much older than "
+        "its state; without one, allMids is asked (weight 2)", **_env("LIQUIDATION_MARK_MAX_AGE_MS"))
     # --- events -----------------------------------------------------------------------------------------------------
     worker_stream_maxlen: int = Field(100_000, ge=10, le=100_000_000,
                                       description="approximate length the events stream is trimmed to",

@@ -33,7 +33,7 @@ from hyperfollow.core.hl_models import ClearinghouseState
 from hyperfollow.core.logging import get_logger
 from hyperfollow.workers.context import TrackingContext
 from hyperfollow.workers.diff import diff_positions, positions_from_state
-from hyperfollow.workers.liquidation import liquidation_candidates
+from hyperfollow.workers.liquidation import coins_needing_marks, liquidates, liquidation_candidates
 from hyperfollow.workers.metrics import ACTIVITY_LAG, EVENTS, FAILURES, LIQUIDATION_CHECKS, PUBLISHED, REFRESHES
 from hyperfollow.workers.publish import event_message
 from hyperfollow.workers.store import (
@@ -131,18 +131,24 @@ class Tracker:
         if baseline is None:
             return set(), None
         changes = diff_positions(baseline.positions, positions)
-        coins = liquidation_candidates(changes, self.context.mark_cache, observed_ms,
-                                       settings.worker_liquidation_margin)
+        start_ms = int(baseline.timestamp.timestamp() * 1000)
+        marks, max_age_ms = self.context.mark_cache, settings.worker_liquidation_mark_max_age_ms
+        if coins_needing_marks(changes, marks, observed_ms, max_age_ms):
+            try:
+                marks.update_mids(self.context.run(self.context.info.all_mids()), observed_ms)
+            except ExchangeError as exc:  # judged without those marks: such a close is stored as a close
+                log.warning("marks for the liquidation check failed", trader=trader.address, error=str(exc))
+        coins = liquidation_candidates(changes, marks, observed_ms, settings.worker_liquidation_margin,
+                                       max_age_ms=max_age_ms)
         if not coins:
             return set(), baseline.id
-        start_ms = int(baseline.timestamp.timestamp() * 1000)
         try:
             fills = self.context.run(self.context.info.user_fills_by_time(trader.address, start_ms, observed_ms))
         except ExchangeError as exc:  # the close is still stored, as a close
             LIQUIDATION_CHECKS.labels(self.shard, "error").inc()
             log.warning("liquidation check failed", trader=trader.address, error=str(exc))
             return set(), baseline.id
-        liquidated = {fill.coin for fill in fills if fill.liquidation is not None and fill.coin in coins}
+        liquidated = {fill.coin for fill in fills if fill.coin in coins and liquidates(fill, trader.address)}
         LIQUIDATION_CHECKS.labels(self.shard, "liquidated" if liquidated else "not_liquidated").inc()
         return liquidated, baseline.id
 

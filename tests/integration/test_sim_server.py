@@ -235,6 +235,24 @@ async def test_listing_a_coin_at_run_time(sim: SimServer) -> None:
     assert httpx.post(f"{sim.base_url}/_sim/listings", json={"list": "bad name!"}).status_code == 400
 
 
+def test_setting_a_mark_over_http() -> None:
+    with SimServer(SimConfig(seed=11, traders=60, coins=2, trades_per_second=0.0), port=0) as server:
+        server.step(300)
+        answer = httpx.post(f"{server.base_url}/_sim/mark", json={"coin": "BTC", "px": 1.0})
+        assert answer.status_code == 200
+        body = answer.json()
+        assert body["coin"] == "BTC" and body["mark"] == "1.0" and body["liquidations"] > 0
+        liquidated = [r for r in server.truth() if r["liquidated"]]
+        assert len(liquidated) == body["liquidations"] and {r["coin"] for r in liquidated} == {"BTC"}
+        assert all(r["change"] == "position_liquidated" and r["after"]["szi"] == "0.0" for r in liquidated)
+        btc = [float(p["position"]["szi"]) for address in server.addresses()[:-1]
+               for p in server.info({"type": "clearinghouseState", "user": address})["assetPositions"]
+               if p["position"]["coin"] == "BTC"]
+        assert btc and all(size < 0 for size in btc)  # every long was crossed, the shorts stay
+        for bad in ({"coin": "NOPE", "px": 1}, {"coin": "BTC", "px": -1}, {"coin": "BTC"}, {"px": 1}):
+            assert httpx.post(f"{server.base_url}/_sim/mark", json=bad).status_code == 400
+
+
 def test_same_seed_same_trades_over_http() -> None:
     def run() -> list[tuple]:
         with SimServer(SimConfig(seed=11, traders=100, coins=3, trades_per_second=0.0), port=0) as server:

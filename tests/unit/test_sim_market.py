@@ -151,6 +151,30 @@ def test_crossing_the_liquidation_price_closes_the_position_against_the_backstop
     assert wire.truth_record(market, liquidated[-1])["change"] == "position_liquidated"
 
 
+def test_setting_a_mark_liquidates_exactly_the_positions_it_crosses() -> None:
+    market = _market(traders=200)
+    market.generate(2000, 1)
+    coin = market.coins[0]
+    longs = sorted((p.liq_px, t.index) for t in market.traders[:-1] for ci, p in t.positions.items()
+                   if ci == coin.index and p.lots > 0)
+    (first_px, first), (second_px, second) = longs[-1], longs[-2]
+    assert first_px > second_px
+    before = len(market.truth)
+    assert market.set_mark(coin.name, coin.mark, 5_000) == []  # not crossing anything: nothing happens
+    out = market.set_mark(coin.name, (first_px + second_px) / 2, 5_000)
+    assert coin.mark == coin.round_px((first_px + second_px) / 2)
+    assert len(out) == 1 and market.traders[out[0][T_SELLER]].index == first
+    assert market.traders[out[0][T_BUYER]] is market.liquidator
+    records = market.truth[before:]
+    assert [(r[R_TRADER], r[R_LIQUIDATED], r[R_AFTER]) for r in records] == \
+        [(first, True, 0), (market.liquidator.index, False, records[1][R_AFTER])]
+    assert coin.index not in market.traders[first].positions and coin.index in market.traders[second].positions
+    with pytest.raises(KeyError):
+        market.set_mark("NOPE", 1.0, 5_000)
+    with pytest.raises(ValueError):
+        market.set_mark(coin.name, 0.0, 5_000)
+
+
 def test_liquidations_happen_on_their_own_but_rarely() -> None:
     market = _market(traders=1000, coins=4)
     market.generate(60_000, 1)

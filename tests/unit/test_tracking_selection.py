@@ -9,8 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hyperfollow.core.events import EventType
+from hyperfollow.core.hl_models import parse_fills
 from hyperfollow.workers.diff import Position, diff_positions
-from hyperfollow.workers.liquidation import MarkCache, liquidation_candidates, near_liquidation
+from hyperfollow.workers.liquidation import (
+    MarkCache,
+    coins_needing_marks,
+    liquidates,
+    liquidation_candidates,
+    near_liquidation,
+)
 from hyperfollow.workers.selection import (
     QueueView,
     active_at_front,
@@ -121,3 +128,42 @@ def test_candidates_are_reductions_near_the_liquidation_price_with_a_known_mark(
     assert liquidation_candidates(changes, marks, NOW, 0.01) == ["BTC", "SOL"]
     assert liquidation_candidates(changes, marks, NOW + 20_000, 0.01) == ["SOL"]  # BTC's mark is too old now
     assert liquidation_candidates(diff_positions({}, previous), marks, NOW, 0.01) == []  # opens never are
+
+
+def test_a_close_is_judged_only_by_a_recent_mark_and_names_the_coins_that_lack_one() -> None:
+    marks = MarkCache(max_age_ms=60_000)
+    marks.update([pos("BTC", "1", None, value="89")], NOW - 5_000)  # before the crash, say
+    previous = {"BTC": pos("BTC", "2", "90"), "ETH": pos("ETH", "2", "190"), "DOGE": pos("DOGE", "2", None)}
+    changes = diff_positions(previous, {})
+    # the 5 s old mark serves the cache's default, not a 1 s limit; DOGE had no liquidation price at all
+    assert liquidation_candidates(changes, marks, NOW, 0.01) == ["BTC"]
+    assert liquidation_candidates(changes, marks, NOW, 0.01, max_age_ms=1_000) == []
+    assert coins_needing_marks(changes, marks, NOW, 1_000) == ["BTC", "ETH"]
+    assert coins_needing_marks(changes, marks, NOW, 10_000) == ["ETH"]
+    marks.update_mids({"BTC": Decimal("89.5"), "ETH": Decimal("250"), "XRP": Decimal(0)}, NOW)
+    assert coins_needing_marks(changes, marks, NOW, 1_000) == []
+    assert liquidation_candidates(changes, marks, NOW, 0.01, max_age_ms=1_000) == ["BTC"]  # ETH is far above
+    assert marks.get("XRP", NOW) is None  # a zero mid is no mark
+    marks.update_mids({"BTC": Decimal(1)}, NOW - 1)  # an older answer never replaces a newer mark
+    assert marks.get("BTC", NOW) == Decimal("89.5")
+
+
+def fill(liquidation: dict | None) -> dict:
+    body = {"coin": "BTC", "px": "89", "sz": "2", "side": "A", "time": NOW, "startPosition": "2", "dir": "Close Long",
+            "closedPnl": "-22", "hash": "0x" + "0" * 64, "oid": 1, "crossed": True, "fee": "0.08", "tid": 7,
+            "feeToken": "USDC"}
+    if liquidation is not None:
+        body["liquidation"] = liquidation
+    return body
+
+
+def test_a_fill_liquidates_the_trader_it_names_and_no_one_else() -> None:
+    me, other = "0x" + "ab" * 20, "0x" + "cd" * 20
+    mine, theirs, plain, unnamed = parse_fills([
+        fill({"liquidatedUser": me.upper().replace("0X", "0x"), "markPx": "89", "method": "market"}),
+        fill({"liquidatedUser": other, "markPx": "89", "method": "backstop"}),
+        fill(None),
+        fill({"markPx": "89", "method": "market"}),
+    ], "userFillsByTime")
+    assert liquidates(mine, me) and liquidates(unnamed, me)
+    assert not liquidates(theirs, me) and not liquidates(plain, me)
