@@ -77,6 +77,16 @@ def prepare_event(raw: bytes | str, stream_id: str | None = None) -> PreparedEve
     return PreparedEvent(key, event_meta(obj), trade_event_frame(data))
 
 
+async def _let_senders_run() -> None:
+    """Yield to the event loop after each dispatched event.
+
+    Messages already buffered on the Redis connection (a worker publishes a batch's events in one script call)
+    are read without suspending, so without this the clients' sender tasks would not run until the whole burst
+    was queued, and a burst longer than the queue would drop clients that read along perfectly well. With it, a
+    full queue means what it should: the client's socket has fallen that far behind."""
+    await asyncio.sleep(0)
+
+
 class Subscriber:
     """One WebSocket client's view of the feed: its filter, its bounded queue, its resume floor."""
 
@@ -226,6 +236,7 @@ class Fanout:
                 last_traffic, pinged = now, False
                 if message.get("type") == "message":
                     self._on_raw(message["data"])
+                    await _let_senders_run()
                 continue
             silent = now - last_traffic
             if silent > _DEAD_AFTER_S:
@@ -250,6 +261,7 @@ class Fanout:
                 event = self._prepare(fields.get(STREAM_FIELD), entry_id)
                 if event is not None:
                     self._dispatch(event)
+                    await _let_senders_run()
                     count += 1
             if len(batch) < _REPLAY_BATCH:
                 break

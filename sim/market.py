@@ -285,9 +285,7 @@ class Market:
         coin.mark = coin.round_px(px)
         out: list[Trade] = []
         self._liquidate_crossed(coin, now_ms, out)
-        limit = self.config.truth_limit
-        if limit and len(self.truth) > limit:
-            self.trim_truth(int(limit * 0.9))
+        self._bound_truth()
         return out
 
     # --- generation -------------------------------------------------------------------------------------------
@@ -298,10 +296,14 @@ class Market:
             return out
         while len(out) < count:
             self._order(now_ms, out)
+        self._bound_truth()
+        return out
+
+    def _bound_truth(self) -> None:
+        """Keep the truth records within `truth_limit` (trimming to 90 % so it is not done on every call)."""
         limit = self.config.truth_limit
         if limit and len(self.truth) > limit:
             self.trim_truth(int(limit * 0.9))
-        return out
 
     def _pick_coin(self, trader: Trader) -> Coin:
         rng = self.rng

@@ -250,11 +250,15 @@ class Simulator:
         if not trades:
             return 0
         self.visible_seq = trades[-1][T_SEQ] + 2 if self.pending else self.market.truth_seq
+        self._emit(trades, time_ms)
+        return len(trades)
+
+    def _emit(self, trades: list[tuple], time_ms: int | None = None) -> None:
+        """Count, broadcast and record trades already applied to the market."""
         self.counters["trades_emitted"] += len(trades)
         self._m_trades.inc(len(trades))
         self._broadcast(trades, time_ms)
         self._write_truth()
-        return len(trades)
 
     def set_mark(self, coin: str, px: float) -> dict[str, Any]:
         """Move `coin`'s mark to `px` now and liquidate the positions it crosses (their fills are emitted and
@@ -264,10 +268,7 @@ class Simulator:
         trades = self.market.set_mark(coin, px, now_ms())
         self.visible_seq = self.market.truth_seq
         if trades:
-            self.counters["trades_emitted"] += len(trades)
-            self._m_trades.inc(len(trades))
-            self._broadcast(trades)
-            self._write_truth()
+            self._emit(trades)
         market_coin = self.market.by_name[coin]
         return {"coin": coin, "mark": wire.fmt_px(market_coin, market_coin.mark), "liquidations": len(trades),
                 "truth_records": self.visible_seq}

@@ -35,18 +35,20 @@ class MarkCache:
 
     def update(self, positions: Iterable[Position], observed_ms: int) -> None:
         for position in positions:
-            mark = position.mark_price
-            if mark is not None and mark > 0:
-                known = self._marks.get(position.coin)
-                if known is None or known[1] <= observed_ms:
-                    self._marks[position.coin] = (mark, observed_ms)
+            self._remember(position.coin, position.mark_price, observed_ms)
 
     def update_mids(self, mids: Mapping[str, Decimal], observed_ms: int) -> None:
         """Marks from `allMids` (mid prices: close enough to the mark to judge a liquidation price)."""
         for coin, mid in mids.items():
-            known = self._marks.get(coin)
-            if mid > 0 and (known is None or known[1] <= observed_ms):
-                self._marks[coin] = (mid, observed_ms)
+            self._remember(coin, mid, observed_ms)
+
+    def _remember(self, coin: str, mark: Decimal | None, observed_ms: int) -> None:
+        """Keep a positive mark unless the cache holds a later one."""
+        if mark is None or mark <= 0:
+            return
+        known = self._marks.get(coin)
+        if known is None or known[1] <= observed_ms:
+            self._marks[coin] = (mark, observed_ms)
 
     def get(self, coin: str, now_ms: int, max_age_ms: int | None = None) -> Decimal | None:
         """The coin's mark, unless older than `max_age_ms` (default: the cache's own) at `now_ms`."""
@@ -75,29 +77,27 @@ def _could_be_liquidated(change: PositionChange) -> bool:
     return liquidation is not None and liquidation > 0
 
 
+def _mark_for(change: PositionChange, marks: MarkCache, now_ms: int, max_age_ms: int | None) -> Decimal | None:
+    """The mark the reduction is judged by: the position's own, else a cached one at most `max_age_ms` old."""
+    mark = change.current.mark_price if change.current is not None else None
+    return mark if mark is not None else marks.get(change.coin, now_ms, max_age_ms)
+
+
 def coins_needing_marks(changes: Iterable[PositionChange], marks: MarkCache, now_ms: int,
                         max_age_ms: int) -> list[str]:
-    """Reduced coins that had a liquidation price, carry no mark now and have no cached mark at most
-    `max_age_ms` old: their reduction cannot be judged without a fresh mark."""
+    """Reduced coins that had a liquidation price and have no mark at most `max_age_ms` old: their reduction
+    cannot be judged without a fresh mark."""
     return [change.coin for change in changes
-            if _could_be_liquidated(change) and (change.current is None or change.current.mark_price is None)
-            and marks.get(change.coin, now_ms, max_age_ms) is None]
+            if _could_be_liquidated(change) and _mark_for(change, marks, now_ms, max_age_ms) is None]
 
 
 def liquidation_candidates(changes: Iterable[PositionChange], marks: MarkCache, now_ms: int,
                            margin: float, max_age_ms: int | None = None) -> list[str]:
     """Coins whose reduction may be a liquidation (worth asking the fills); a cached mark counts up to
     `max_age_ms` old (default: the cache's own limit)."""
-    coins = []
-    for change in changes:
-        if change.event_type not in REDUCTIONS or change.previous is None:
-            continue
-        mark = change.current.mark_price if change.current is not None else None
-        if mark is None:
-            mark = marks.get(change.coin, now_ms, max_age_ms)
-        if near_liquidation(change.previous, mark, margin):
-            coins.append(change.coin)
-    return coins
+    return [change.coin for change in changes
+            if _could_be_liquidated(change)
+            and near_liquidation(change.previous, _mark_for(change, marks, now_ms, max_age_ms), margin)]
 
 
 def liquidates(fill: Fill, address: str) -> bool:

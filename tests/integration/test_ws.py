@@ -119,6 +119,19 @@ async def test_several_clients_get_the_connection_message_then_every_event(api: 
     wait_for(lambda: stats_connections(api) == 0, what="connections released")
 
 
+async def test_a_burst_longer_than_the_queue_reaches_every_client_that_reads(api: ApiServer,
+                                                                            producer: EventProducer) -> None:
+    # the queue bounds how far a client's socket lags, not how many events arrive at once: a worker's batch
+    # of events comes in one Redis read, and a client reading along must not be dropped for it
+    clients = [await open_feed(api) for _ in range(3)]
+    sent = producer.publish_batch([event_message(i, address(i)) for i in range(1, 4 * QUEUE + 1)])
+    for ws in clients:
+        assert [e["stream_id"] for e in await events(ws, len(sent))] == sent
+    for ws in clients:
+        await ws.close()
+    wait_for(lambda: stats_connections(api) == 0, what="connections released")
+
+
 async def test_filters_pick_events_per_client(api: ApiServer, producer: EventProducer) -> None:
     by_trader = await open_feed(api, f"trader={B.upper().replace('0X', '0x')},{C}")
     by_coin = await open_feed(api, "coin=ETH")
