@@ -44,11 +44,13 @@ from hyperfollow.core.hl_models import (
     Fill,
     Meta,
     Portfolio,
+    Trade,
     parse_all_mids,
     parse_clearinghouse_state,
     parse_fills,
     parse_meta,
     parse_portfolio,
+    parse_recent_trades,
 )
 from hyperfollow.core.logging import get_logger
 from hyperfollow.core.settings import Settings
@@ -154,6 +156,15 @@ class InfoClient:
         if aggregate_by_time:
             body["aggregateByTime"] = True
         return await self.request(body, lambda raw: parse_fills(raw, "userFillsByTime"), items=len)
+
+    async def recent_trades(self, coin: str) -> list[Trade]:
+        """The coin's latest trades on the tape, newest first (how many, the exchange does not document)."""
+        trades, invalid = await self.request({"type": "recentTrades", "coin": coin}, parse_recent_trades,
+                                             items=lambda answer: len(answer[0]) + len(answer[1]))
+        if invalid:
+            log.info("invalid trades skipped in a recentTrades answer", coin=coin, count=len(invalid),
+                     first_error=str(invalid[0]))
+        return trades
 
     async def portfolio(self, user: str) -> Portfolio:
         return await self.request({"type": "portfolio", "user": user}, parse_portfolio)

@@ -45,6 +45,7 @@ __all__ = [
     "parse_fills",
     "parse_meta",
     "parse_portfolio",
+    "parse_recent_trades",
     "parse_trade",
     "parse_trades",
 ]
@@ -367,6 +368,14 @@ def parse_trade(raw: Any) -> Trade:
                      time=_integer(raw, "time"), hash=tx_hash, tid=_integer(raw, "tid"), buyer=buyer, seller=seller)
     except KeyError as exc:
         raise InvalidTrade(raw, f"missing field {exc.args[0]!r}") from None
+
+
+def parse_recent_trades(body: Any) -> tuple[list[Trade], list[InvalidTrade]]:
+    """A `recentTrades` answer (WsTrades, newest first) -> (valid trades in the same order, errors of the bad
+    ones). A body that is not a list raises :class:`MalformedResponse`."""
+    if not isinstance(body, list):
+        raise MalformedResponse("recentTrades", body, "expected a list of trades")
+    return parse_trades(body)
 
 
 def parse_trades(items: Any) -> tuple[list[Trade], list[InvalidTrade]]:

@@ -171,7 +171,9 @@ class _Connection:
     async def run(self) -> None:
         client = self.client
         attempt = 0
-        down_since: float | None = None  # when the last healthy link ended (None before the first one)
+        # the last frame received on the last healthy link (None before the first one): anything the server sent
+        # after it may have been lost with the link, also what was still queued server-side when it dropped
+        down_since: float | None = None
         while not self.closed:
             await client._take_connection_slot()
             self.healthy = False
@@ -194,7 +196,7 @@ class _Connection:
                 return
             healthy = self.healthy
             if healthy:
-                down_since = time.monotonic()
+                down_since = self.last_rx
             client.stats.reconnects += 1
             RECONNECTS.inc()
             attempt = 0 if healthy else attempt + 1

@@ -91,7 +91,7 @@ class Reconnected:
     """A connection came back and every subscription is acknowledged again; data in between was missed."""
 
     connection: int
-    downtime: float  # seconds without a working link
+    downtime: float  # seconds since the last frame received before the link went down
     subscriptions: int
 
 

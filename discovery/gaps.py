@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import NamedTuple
 
-__all__ = ["GapTracker"]
+__all__ = ["Gap", "GapTracker"]
 
 Interval = tuple[float, float]
+
+
+class Gap(NamedTuple):
+    """Time during which every link was down: from `start` on (the earliest such moment), `seconds` in all."""
+
+    start: float
+    seconds: float
 
 
 def _intersect(a: list[Interval], b: list[Interval]) -> list[Interval]:
@@ -27,8 +35,8 @@ class GapTracker:
         self.horizon = horizon
         self._down: list[deque[Interval]] = [deque() for _ in range(links)]
 
-    def link_recovered(self, link: int, down_from: float, up_at: float) -> float:
-        """Record a link's downtime; return the seconds of it during which every other link was down too."""
+    def link_recovered(self, link: int, down_from: float, up_at: float) -> Gap | None:
+        """Record a link's downtime; return the part of it during which every other link was down too."""
         self._down[link].append((down_from, up_at))
         for intervals in self._down:
             while intervals and intervals[0][1] < up_at - self.horizon:
@@ -37,4 +45,6 @@ class GapTracker:
         for other, intervals in enumerate(self._down):
             if other != link:
                 common = _intersect(common, list(intervals))
-        return sum(end - start for start, end in common)
+        if not common:
+            return None
+        return Gap(start=min(start for start, _ in common), seconds=sum(end - start for start, end in common))

@@ -3,11 +3,12 @@
 Subscribes `trades` for every listed perp (or POPULAR_COINS), re-reading `meta` periodically so new
 listings are picked up and delisted coins dropped. The stream has no replay, so every coin is received on
 `redundancy` independent links (two by default, well inside the exchange's 10 connections and 1000
-subscriptions per IP): a trade is lost only when every link is down at once, which is measured and reported
-(`hyperfollow_discovery_stream_gap_seconds_total`). Each WebSocket client (core/hl_ws.py) keeps its
-subscriptions alive across disconnects and skips malformed frames; duplicates are dropped by trade identity;
-the pipeline batches the writes. On SIGTERM/SIGINT the stream is closed, what is buffered is flushed, and the
-process exits 0.
+subscriptions per IP): a trade is missed only when every link is down at once, which is measured
+(`hyperfollow_discovery_stream_gap_seconds_total`, each link's downtime counted from the last frame it
+received) and followed by a backfill from `recentTrades` (discovery/backfill.py). Each WebSocket client
+(core/hl_ws.py) keeps its subscriptions alive across disconnects and skips malformed frames; duplicates are
+dropped by trade identity; the pipeline batches the writes. On SIGTERM/SIGINT the stream is closed, what is
+buffered is flushed, and the process exits 0.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections import Counter as Tally
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
@@ -28,6 +30,7 @@ from hyperfollow.core.hl_ws_protocol import Reconnected, Trades
 from hyperfollow.core.keys import RedisKeys
 from hyperfollow.core.logging import get_logger
 from hyperfollow.core.observability import serve_observability
+from hyperfollow.discovery.backfill import Backfill
 from hyperfollow.discovery.coins import plan_subscriptions, wanted_coins
 from hyperfollow.discovery.gaps import GapTracker
 from hyperfollow.discovery.marks import ActivityMarks
@@ -41,8 +44,10 @@ log = get_logger(__name__)
 
 SUBSCRIBED = Gauge("hyperfollow_discovery_subscribed_coins", "coins whose trades are subscribed")
 CONNECTIONS = Gauge("hyperfollow_discovery_ws_connections", "open WebSocket connections", ["link"])
+BACKFILL_GRACE_S = 10.0  # at shutdown, how long a backfill round under way may still take
+
 GAP_SECONDS = Counter("hyperfollow_discovery_stream_gap_seconds_total",
-                      "seconds during which every redundant link was down (trades then were missed)")
+                      "seconds during which every redundant link was down (the stream's trades then were missed)")
 
 
 class DiscoveryService:
@@ -65,6 +70,9 @@ class DiscoveryService:
                       for _ in range(settings.redundancy)]
         self.gaps = GapTracker(len(self.links))
         self.gap_seconds = 0.0
+        self.backfill = (Backfill(self.info, self.pipeline, max_coins=settings.backfill_max_coins)
+                         if settings.backfill else None)
+        self.trades_by_coin: Tally[str] = Tally()   # since start: which coins are busiest
         self.stop = asyncio.Event()
         self.coins: set[str] = set()
 
@@ -105,18 +113,24 @@ class DiscoveryService:
         async for event in link:
             if isinstance(event, Trades):
                 self.pipeline.add(event.trades)
+                self.trades_by_coin[event.trades[0].coin] += len(event.trades)  # a trades message is of one coin
             elif isinstance(event, Reconnected):
                 now = time.monotonic()
                 gap = self.gaps.link_recovered(index, now - event.downtime, now)
-                if gap > 0:
-                    self.gap_seconds += gap
-                    GAP_SECONDS.inc(gap)
-                    log.error("every link was down at once: trades in between were missed", gap_s=round(gap, 3),
-                              link=index)
+                if gap is not None:
+                    self.gap_seconds += gap.seconds
+                    GAP_SECONDS.inc(gap.seconds)
+                    log.error("every link was down at once: the stream's trades in between were missed",
+                              gap_s=round(gap.seconds, 3), link=index, backfill=self.backfill is not None)
+                    if self.backfill is not None:
+                        self.backfill.request(int((time.time() - (now - gap.start)) * 1000))
                 else:
                     log.info("link reconnected; the other link covered the gap", link=index,
                              downtime_s=round(event.downtime, 3))
             CONNECTIONS.labels(str(index)).set(link.connections)
+
+    def coins_busiest_first(self) -> list[str]:
+        return sorted(self.coins, key=lambda coin: -self.trades_by_coin[coin])
 
     async def _initial_subscribe(self) -> None:
         """Subscribe once, retrying until the exchange answers (discovery is useless without it)."""
@@ -139,6 +153,8 @@ class DiscoveryService:
         observability = serve_observability(self.settings.metrics_port, self.is_healthy)
         flusher = asyncio.create_task(self.pipeline.run(self.stop), name="flusher")
         consumers = [asyncio.create_task(self._consume(i), name=f"consumer-{i}") for i in range(len(self.links))]
+        backfill = (asyncio.create_task(self.backfill.run(self.stop, self.coins_busiest_first), name="backfill")
+                    if self.backfill is not None else None)
         try:
             await self._initial_subscribe()
             log.info("discovery running", coins=len(self.coins), exchange=self.settings.websocket_url)
@@ -150,6 +166,9 @@ class DiscoveryService:
             await asyncio.gather(*(link.close() for link in self.links))
             for consumer in consumers:
                 consumer.cancel()
+            if backfill is not None:  # a round under way holds trades nothing else has: let it finish, briefly
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(backfill, timeout=BACKFILL_GRACE_S)
             await asyncio.gather(flusher, *consumers, return_exceptions=True)
             drained = await self.pipeline.drain(timeout=20)
             log.info("discovery stopped", drained=drained, left=self.pipeline.buffered)

@@ -30,6 +30,11 @@ class DiscoverySettings(ExchangeSettings):
     redundancy: int = Field(2, ge=1, le=3, validation_alias=_env("REDUNDANCY"),
                             description="independent WebSocket links receiving every coin's trades; a trade is "
                                         "lost only if every link is down at once (duplicates are dropped)")
+    backfill: bool = Field(True, validation_alias=_env("BACKFILL"),
+                           description="after every link was down at once, re-read the coins' recentTrades "
+                                       "(about 21 weight per coin) to recover the trades missed")
+    backfill_max_coins: int = Field(50, ge=0, le=10_000, validation_alias=_env("BACKFILL_MAX_COINS"),
+                                    description="coins asked per backfill, busiest first; 0 = every coin")
     reconnect_base_s: float = Field(0.05, gt=0, le=10, validation_alias=_env("RECONNECT_BASE_S"),
                                     description="first reconnect delay (doubling with jitter, capped at 30 s)")
     last_seen_granularity_s: float = Field(10.0, ge=0, validation_alias=_env("LAST_SEEN_GRANULARITY_S"),

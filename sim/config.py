@@ -49,6 +49,9 @@ class SimConfig(BaseModel):
     ws_per_message_deflate: bool = Field(True, description="offer permessage-deflate compression, as the exchange")
     tick_s: float = Field(0.05, gt=0, le=5, description="how often trades are generated and broadcast")
     max_batch: int = Field(2000, ge=1, description="trades per WebSocket message at most")
+    recent_trades: int = Field(100, ge=0, le=100_000,
+                               description="trades a `recentTrades` answer holds per coin (the exchange does not "
+                                           "document its number; answers of 5-20 KB have been reported)")
     max_backlog_s: float = Field(1.0, gt=0, description="generation that falls behind by more is skipped, not rushed")
     start_paused: bool = Field(False, description="make no trades until resumed (POST /_sim/resume)")
     pregenerate_trades: int = Field(0, ge=0, le=50_000_000,

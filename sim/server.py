@@ -1,8 +1,8 @@
 """The simulated exchange over HTTP and WebSocket: an ASGI app, and `SimServer` to run it in a thread.
 
-Endpoints, as on Hyperliquid: `POST /info` (meta, allMids, clearinghouseState, userFills, userFillsByTime,
-portfolio; weights from `core.weights`, a sliding-window limit per client IP answering 429, 422 on a bad
-body) and the WebSocket `/ws` (plain-text greeting, `trades` subscriptions per coin with
+Endpoints, as on Hyperliquid: `POST /info` (meta, allMids, recentTrades, clearinghouseState, userFills,
+userFillsByTime, portfolio; weights from `core.weights`, a sliding-window limit per client IP answering 429,
+422 on a bad body) and the WebSocket `/ws` (plain-text greeting, `trades` subscriptions per coin with
 `subscriptionResponse` acks, `{"method":"ping"}` → `{"channel":"pong"}`, idle connections closed).
 
 Control endpoints (no weight): `GET /_sim/truth` (`?after=SEQ`, `?since=MS`, `?trader=`, `?coin=`,
@@ -38,6 +38,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Coroutine
+from itertools import repeat
 from typing import Any, TypeVar
 
 import orjson
@@ -67,7 +68,7 @@ log = get_logger("hyperfollow.sim")
 T = TypeVar("T")
 
 USER_TYPES = frozenset({"clearinghouseState", "userFills", "userFillsByTime", "portfolio"})
-INFO_TYPES = USER_TYPES | {"meta", "allMids"}
+INFO_TYPES = USER_TYPES | {"meta", "allMids", "recentTrades"}
 _CHUNK = 2000   # trades generated between two yields to the event loop
 TRUTH_PAGE = 100_000   # records per /_sim/truth answer unless ?limit= says otherwise
 
@@ -98,6 +99,8 @@ def _parse_info_body(raw: bytes) -> dict[str, Any]:
         raise BadRequest(f"unknown variant `{kind}` (the simulator serves {', '.join(sorted(INFO_TYPES))})")
     if kind in USER_TYPES and not is_address(body.get("user")):
         raise BadRequest("field `user`: expected an address (0x followed by 40 hex digits)")
+    if kind == "recentTrades" and not isinstance(body.get("coin"), str):
+        raise BadRequest("field `coin`: expected a string")
     if kind == "userFillsByTime":
         start, end = body.get("startTime"), body.get("endTime")
         if not isinstance(start, int) or isinstance(start, bool) or start < 0:
@@ -174,6 +177,8 @@ class Simulator:
         self.chaos = Chaos(config)
         self.connections: set[Connection] = set()
         self.subscribers: dict[str, set[Connection]] = {}
+        #: coin -> its latest trades with their emission time, oldest first (`recentTrades` answers newest first)
+        self.recent_trades: dict[str, deque[tuple[int | None, tuple]]] = {}
         self.ws_by_ip: Counter[str] = Counter()
         self.subs_by_ip: Counter[str] = Counter()
         self.ws_new_by_ip: dict[str, deque[float]] = {}
@@ -290,16 +295,18 @@ class Simulator:
                 by_coin[trade[0]] = [trade]
             else:
                 batch.append(trade)
-        coins, size = self.market.coins, self.config.max_batch
+        market, size, keep = self.market, self.config.max_batch, self.config.recent_trades
         chaos = self.chaos
         for ci, batch in by_coin.items():
-            name = coins[ci].name
+            name = market.coins[ci].name
+            if keep:
+                self._keep_recent(name, batch[-keep:], time_ms)
             subscribers = self.subscribers.get(name)
             if not subscribers:
                 continue
             for start in range(0, len(batch), size):
                 chunk = batch[start:start + size]
-                message = wire.trades_message(self.market, chunk, time_ms)
+                message = wire.trades_message(market, chunk, time_ms)
                 self.counters["trades_messages"] += 1
                 for conn in list(subscribers):
                     bad = chaos.malformed_frame(name)
@@ -310,6 +317,13 @@ class Simulator:
                     if chaos.drop_after_message():
                         chaos.counts["disconnects"] += 1
                         conn.close(1011, "simulated disconnect")
+
+    def _keep_recent(self, coin: str, trades: list[tuple], time_ms: int | None) -> None:
+        """Remember the coin's latest trades as they are (made into WsTrades only when asked: cheaper)."""
+        recent = self.recent_trades.get(coin)
+        if recent is None:
+            recent = self.recent_trades[coin] = deque(maxlen=self.config.recent_trades)
+        recent.extend(zip(repeat(time_ms), trades))
 
     def _write_truth(self) -> None:
         if self._truth_file is None:
@@ -393,6 +407,9 @@ class Simulator:
             return wire.meta(market)
         if kind == "allMids":
             return wire.all_mids(market)
+        if kind == "recentTrades":
+            return [wire.trade_dict(market, trade, time_ms)
+                    for time_ms, trade in reversed(self.recent_trades.get(body["coin"], ()))]
         trader = market.trader(body["user"]) if not body.get("dex") else None
         if kind == "clearinghouseState":
             return wire.clearinghouse_state(market, trader, now_ms())

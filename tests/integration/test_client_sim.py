@@ -167,3 +167,18 @@ async def test_user_fills_pay_their_per_item_weight(calm: SimServer, aredis: aio
         fills = await client.user_fills(trader)
     assert len(fills) == items
     assert (await budget.stats()).spent == 20 + items // 20
+
+
+async def test_recent_trades_newest_first_with_their_per_item_weight(calm: SimServer, aredis: aioredis.Redis,
+                                                                     keys: RedisKeys) -> None:
+    coin = calm.info({"type": "meta"})["universe"][0]["name"]
+    raw = calm.info({"type": "recentTrades", "coin": coin})
+    assert len(raw) == calm.config.recent_trades
+    budget = WeightBudget(aredis, keys, BudgetConfig(group=f"b{uuid.uuid4().hex[:6]}", weight_per_minute=60_000))
+    async with InfoClient(calm.info_url, budget=budget) as client:
+        trades = await client.recent_trades(coin)
+    assert [(t.tid, t.time) for t in trades] == [(r["tid"], r["time"]) for r in raw]
+    assert all(t.coin == coin for t in trades)
+    assert [t.time for t in trades] == sorted((t.time for t in trades), reverse=True)
+    assert {t.buyer for t in trades} | {t.seller for t in trades} <= set(calm.traders_seen())
+    assert (await budget.stats()).spent == 20 + len(raw) // 20

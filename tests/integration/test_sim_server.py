@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -206,6 +207,25 @@ async def test_chaos_malformed_frames_come_besides_the_real_ones(sim: SimServer)
                 bad += 1
         assert bad >= good - 1
     assert sim.stats()["chaos"]["malformed_frames"] >= bad
+
+
+@with_config(start_paused=True, recent_trades=30)
+async def test_recent_trades_are_the_latest_on_the_tape_newest_first(sim: SimServer) -> None:
+    async with websockets.connect(sim.ws_url) as ws:
+        await ws.recv()
+        await ws.send(orjson.dumps(SUB_BTC).decode())
+        await _next_json(ws, "subscriptionResponse")
+        sim.step(400)
+        streamed: list[dict] = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                streamed.extend((await _next_json(ws, "trades", timeout=0.5))["data"])
+    assert len(streamed) > 30
+    assert _post(sim, {"type": "recentTrades", "coin": "BTC"}).json() == streamed[::-1][:30]
+    assert _post(sim, {"type": "recentTrades", "coin": "NOSUCHCOIN"}).json() == []
+    missing_coin = _post(sim, {"type": "recentTrades"})
+    assert missing_coin.status_code == 422 and "coin" in missing_coin.text
+    assert sim.stats()["weight_used"]["127.0.0.1"] == (20 + 30 // 20) + 20 + 20   # 422s cost their weight too
 
 
 @with_config(disconnect_interval_s=0.3, trades_per_second=100.0)

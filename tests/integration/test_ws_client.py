@@ -72,6 +72,21 @@ async def test_reconnects_and_resubscribes_after_the_server_drops_it() -> None:
                                     "both subscriptions back on the server")
 
 
+async def test_a_links_downtime_counts_from_the_last_frame_it_received() -> None:
+    """What the server still had queued for a dropping link is lost with it: the downtime must cover that."""
+    with sim_server(trades_per_second=0) as sim:
+        async with WsClient(sim.ws_url, reconnect_base=0.05, reconnect_cap=0.5) as ws:
+            await ws.subscribe_trades(["BTC"])
+            await asyncio.sleep(1.0)          # up but quiet: nothing is sent
+            sim.set_chaos(disconnect_probability=1.0)
+            sim.step(200)                     # the first BTC message drops the link before it is written
+            sim.set_chaos(disconnect_probability=0.0)
+            events = await collect(ws, 3.0)
+    reconnects = [e for e in events if isinstance(e, Reconnected)]
+    assert len(reconnects) == 1 and not any(isinstance(e, Trades) for e in events)
+    assert reconnects[0].downtime >= 1.0
+
+
 async def test_pings_keep_an_idle_link_open() -> None:
     with sim_server(trades_per_second=0, ws_idle_timeout_s=1.0) as sim:
         async with WsClient(sim.ws_url, ping_interval=0.3) as pinging:

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hyperfollow.core.errors_exchange import InvalidTrade, MalformedMessage
-from hyperfollow.core.hl_models import parse_trade, parse_trades
+from hyperfollow.core.errors_exchange import InvalidTrade, MalformedMessage, MalformedResponse
+from hyperfollow.core.hl_models import parse_recent_trades, parse_trade, parse_trades
 from hyperfollow.core.hl_ws_protocol import (
     GREETING,
     Ack,
@@ -135,3 +135,16 @@ def test_rate_window_is_sliding() -> None:
     assert window.delay(60.0) == 0
     window.record(60.0)
     assert window.delay(61.0) == pytest.approx(9.0)
+
+
+def test_recent_trades_keep_their_order_and_set_bad_items_aside() -> None:
+    answer = [wire_trade(tid=3, time=30), wire_trade(tid=2, time=20, side="X"), wire_trade(tid=1, time=10)]
+    trades, errors = parse_recent_trades(answer)
+    assert [t.tid for t in trades] == [3, 1] and len(errors) == 1 and "side" in str(errors[0])
+
+
+@pytest.mark.parametrize("body", [None, {"trades": []}, "rate limited"])
+def test_a_recent_trades_answer_that_is_not_a_list_is_malformed(body: Any) -> None:
+    with pytest.raises(MalformedResponse) as caught:
+        parse_recent_trades(body)
+    assert caught.value.request_type == "recentTrades"
