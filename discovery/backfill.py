@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from prometheus_client import Counter
+from redis import RedisError
 
 from hyperfollow.core.errors_exchange import ExchangeError
 from hyperfollow.core.hl_models import Trade
@@ -111,8 +112,8 @@ class Backfill:
             async with gate:
                 try:
                     answers[coin] = await self.info.recent_trades(coin)
-                except (ExchangeError, OSError) as exc:
-                    log.warning("backfill request failed", coin=coin, error=str(exc))
+                except (ExchangeError, OSError, RedisError) as exc:  # RedisError: the budget's store is down
+                    log.warning("backfill request failed", coin=coin, error=f"{type(exc).__name__}: {exc}")
                     answers[coin] = None
                     return
             trades = answers[coin] or []

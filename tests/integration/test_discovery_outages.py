@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import psycopg
 import pytest
@@ -15,9 +16,12 @@ import redis.asyncio as aioredis
 from sqlalchemy import Engine, text
 from support import free_port, trade, wait_for
 
+from hyperfollow.core.budget import BudgetConfig, WeightBudget
+from hyperfollow.core.hl_info import InfoClient
 from hyperfollow.core.hl_models import Trade
 from hyperfollow.core.keys import RedisKeys, active_bucket
 from hyperfollow.core.slots import slot
+from hyperfollow.discovery.backfill import Backfill
 from hyperfollow.discovery.marks import ActivityMarks
 from hyperfollow.discovery.pipeline import DROPPED, DiscoveryPipeline
 from hyperfollow.discovery.store import TraderStore
@@ -73,6 +77,34 @@ async def test_redis_outage_keeps_the_marks_and_writes_them_later(db: Engine, da
         assert await pipeline.drain(timeout=10)
         address = trades(1)[0].buyer
         assert await live.zscore(keys.active(active_bucket(slot(address))), address) == 1_000
+    finally:
+        await store.close()
+        await dead.aclose()
+        await live.aclose()
+
+
+async def test_a_backfill_round_survives_a_redis_outage_and_counts_what_it_could_not_read(
+        database_url: str, redis_url: str, keys: RedisKeys) -> None:
+    dead = aioredis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2)
+    live = aioredis.Redis.from_url(redis_url)
+    store = TraderStore(database_url)
+    pipeline = DiscoveryPipeline(store, ActivityMarks(live, keys))
+    config = BudgetConfig(group="backfill", weight_per_minute=60_000)
+    try:
+        with SimServer(SimConfig(seed=4, traders=100, coins=2, trades_per_second=0), port=0) as sim:
+            sim.step(400)
+            coins = [asset["name"] for asset in sim.info({"type": "meta"})["universe"]]
+            after_the_trades = int(time.time() * 1000) + 1_000   # a gap that began after every trade made
+            async with InfoClient(sim.info_url, budget=WeightBudget(dead, keys, config)) as info:
+                backfill = Backfill(info, pipeline)
+                await backfill.round(coins, after_the_trades)   # the budget's Redis is down: nothing read
+            assert backfill.incomplete_coins == len(coins) and backfill.recovered == 0 == pipeline.buffered
+            async with InfoClient(sim.info_url, budget=WeightBudget(live, keys, config)) as info:
+                backfill.info = info
+                await backfill.round(coins, after_the_trades)
+            expected = sum(len(sim.info({"type": "recentTrades", "coin": coin})) for coin in coins)
+        assert expected == 2 * 100 and backfill.recovered == pipeline.buffered == expected
+        assert backfill.incomplete_coins == len(coins) and backfill.rounds == 2   # the second round covered all
     finally:
         await store.close()
         await dead.aclose()
