@@ -42,10 +42,10 @@ __all__ = ["DiscoveryService", "run"]
 
 log = get_logger(__name__)
 
-SUBSCRIBED = Gauge("hyperfollow_discovery_subscribed_coins", "coins whose trades are subscribed")
-CONNECTIONS = Gauge("hyperfollow_discovery_ws_connections", "open WebSocket connections", ["link"])
 BACKFILL_GRACE_S = 10.0  # at shutdown, how long a backfill round under way may still take
 
+SUBSCRIBED = Gauge("hyperfollow_discovery_subscribed_coins", "coins whose trades are subscribed")
+CONNECTIONS = Gauge("hyperfollow_discovery_ws_connections", "open WebSocket connections", ["link"])
 GAP_SECONDS = Counter("hyperfollow_discovery_stream_gap_seconds_total",
                       "seconds during which every redundant link was down (the stream's trades then were missed)")
 
