@@ -14,13 +14,13 @@ recovered). Gaps are rare (every link down at once), so the default asks for the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from prometheus_client import Counter
 from redis import RedisError
 
+from hyperfollow.core.aio import wait_any
 from hyperfollow.core.errors_exchange import ExchangeError
 from hyperfollow.core.hl_models import Trade
 from hyperfollow.core.logging import get_logger
@@ -84,20 +84,12 @@ class Backfill:
             if since_ms is None:
                 if stop.is_set():
                     return
-                await self._wait_for_either(stop, self._wake)
+                await wait_any(stop, self._wake)
                 continue
             self._wake.clear()
             self._since_ms = None
             await self.round(coins_busiest_first(), since_ms)
 
-    @staticmethod
-    async def _wait_for_either(*events: asyncio.Event) -> None:
-        waiters = [asyncio.ensure_future(event.wait()) for event in events]
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in waiters:
-            waiter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await waiter
 
     async def round(self, coins: list[str], since_ms: int) -> None:
         """Fetch the coins' recent trades (at most `max_coins`, in the given order) into the pipeline."""

@@ -20,6 +20,7 @@ import psycopg
 import redis
 from prometheus_client import Counter, Gauge, Histogram
 
+from hyperfollow.core.aio import wait_any
 from hyperfollow.core.logging import get_logger
 from hyperfollow.discovery.batch import TradeLike, build_batch
 from hyperfollow.discovery.marks import ActivityMarks
@@ -146,7 +147,7 @@ class DiscoveryPipeline:
         """Flush by size or interval until `stop` is set; failures back off (jittered, capped at 30 s)."""
         backoff = 0.0
         while not stop.is_set():
-            await self._pause(stop, max(self.flush_interval, backoff))
+            await wait_any(self._wakeup, stop, timeout=max(self.flush_interval, backoff))  # a full flush waits
             self._wakeup.clear()
             try:
                 while await self.flush_once() >= self.flush_max_trades:
@@ -159,13 +160,6 @@ class DiscoveryPipeline:
                 backoff = min(30.0, 0.5 * 2 ** min(self.failures_in_a_row, 6)) * random.uniform(0.5, 1.0)
                 log.warning("flush failed; retrying", error=str(exc), retry_in_s=round(backoff, 2),
                             buffered=len(self._pending), failures=self.failures_in_a_row)
-
-    async def _pause(self, stop: asyncio.Event, timeout: float) -> None:
-        """Sleep until a full flush is waiting, `stop` is set, or `timeout` passed."""
-        waiters = {asyncio.ensure_future(self._wakeup.wait()), asyncio.ensure_future(stop.wait())}
-        _, pending = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in pending:
-            waiter.cancel()
 
     async def drain(self, timeout: float) -> bool:
         """Flush everything pending (at shutdown); True when nothing is left."""
